@@ -61,20 +61,28 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: Path, resume: bo
 
 
 @main.command()
-@click.argument("space", type=click.Path(path_type=Path), default=Path("search_spaces/demo.yaml"))
+@click.argument("space", type=click.Path(path_type=Path), required=False, default=None)
 @click.option("--name", help="Sweep name (folder under --storage); default: the space's file name.")
 @click.option("--storage", default="runs", show_default=True, help="Local dir, shared FS path or s3:// / gs:// URI.")
-@click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster (or set RAY_ADDRESS); none starts a local Ray.")
-@click.option("--workers-per-trial", type=int, default=1, show_default=True, help="Ray Train workers (DDP ranks) per trial.")
-@click.option("--gpus-per-worker", type=float, default=None, help="GPUs per worker, fractional to pack trials (default 1 if the cluster has GPUs, else 0).")
+@click.option("--address", envvar="RAY_ADDRESS",
+              help="Join this Ray cluster (or set RAY_ADDRESS); none starts a local Ray.")
+@click.option("--workers-per-trial", type=int, default=1, show_default=True,
+              help="Ray Train workers (DDP ranks) per trial.")
+@click.option("--gpus-per-worker", type=float, default=None,
+              help="GPUs per worker, fractional to pack trials (default 1 if the cluster has GPUs, else 0).")
 @click.option("--cpus-per-worker", type=float, default=1.0, show_default=True)
 @click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: what the cluster fits).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a base config field for every trial.")
 @click.option("--dry-run", is_flag=True, help="Print the expanded trials and a compute estimate; run nothing.")
-@click.option("--resume", is_flag=True, help="Finish an interrupted sweep (same --name) without re-running finished trials.")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted sweep (same --name) without re-running finished trials.")
 @_user_errors
-def sweep(space: Path, sets: tuple[str, ...], **opts: Any) -> None:
-    """Run a search space (YAML) as Ray Tune trials, each trained by Ray Train; results as Parquet."""
+def sweep(space: Path | None, sets: tuple[str, ...], **opts: Any) -> None:
+    """Run a search space (YAML) as Ray Tune trials, each trained by Ray Train; results as Parquet.
+
+    SPACE is a YAML file or a shipped space (demo, table1, ablation, lambdas); default demo, or with
+    --resume the trials the sweep was started with.
+    """
     from sweep.runner import run_sweep
 
     run_sweep(space, sets=list(sets), **opts)

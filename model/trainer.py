@@ -78,16 +78,17 @@ class EpochBatches:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        order_l = self._order(self.labeled, gen)
-        order_u = self._order(self.unlabeled, gen) if self.unlabeled is not None else None
+        # the whole epoch's order goes to the device once: slicing it there never blocks the host
+        order_l = self._order(self.labeled, gen).to(self.device)
+        order_u = self._order(self.unlabeled, gen).to(self.device) if self.unlabeled is not None else None
         b = self.cfg.batch_size
         for i in range(self.iters_per_epoch):
-            il = order_l[i * b : (i + 1) * b][self.rank :: self.world].to(self.device)
+            il = order_l[i * b : (i + 1) * b][self.rank :: self.world]
             x = normalize_images(self.images[il])
             y = self.masks[il].long()
             x_u = None
             if order_u is not None:
-                iu = order_u[i * b : (i + 1) * b][self.rank :: self.world].to(self.device)
+                iu = order_u[i * b : (i + 1) * b][self.rank :: self.world]
                 x_u = normalize_images(self.images[iu])
             yield Batch(x=x, y=y, x_u=x_u)
 
