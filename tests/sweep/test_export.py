@@ -1,0 +1,137 @@
+"""best-config: seed-aware ranking, filters, the exported YAML runs unchanged; bad requests exit 2."""
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cli import main
+from model.config import load_config_file, resolve_config
+from sweep import results as res
+from sweep.export import rank_configs
+from sweep.space import load_space
+
+BASE = {"dataset": "digits", "preset": "tiny", "epochs": 2, "image_height": 32, "image_width": 32,
+        "digits_train": 24, "digits_val": 8, "device": "cpu"}
+VERSIONS = {"cycleseg_version": None, "torch_version": "2", "ray_version": "2.60.0", "git_commit": None}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CYCLESEG_CACHE", str(tmp_path / "cache"))
+
+
+def add_trial(sweep_dir, tid, scores, *, status_error=None, diverged=False, **fields):
+    cfg = resolve_config({**BASE, **fields})
+    hist = [{"epoch": e, "val_miou": s, "val_pixel_acc": 0.9, "val_class_iou": [s] * 11, "lr": 1e-3,
+             "epoch_seconds": 1.0, "diverged": diverged and e == len(scores), "loss_S_gen": 1.0}
+            for e, s in enumerate(scores, 1)]
+    row = res.trial_row(sweep="toy", trial_id=tid, cfg=cfg, variant=None, history=hist, error=status_error,
+                        wall_seconds=5.0, gpus=0.0, checkpoint_path=None, versions=VERSIONS)
+    res.write_trial(sweep_dir, row, res.epoch_rows("toy", tid, cfg, hist))
+    return cfg
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    d = tmp_path / "toy"
+    # A (lambda_2=0.5): seeds 0.9 and 0.1 (mean 0.5, one lucky seed); B (lambda_2=0.1): 0.6 and 0.6
+    add_trial(d, "a0", [0.2, 0.9], lambda_2=0.5, seed=0)
+    add_trial(d, "a1", [0.1, 0.1], lambda_2=0.5, seed=1)
+    add_trial(d, "b0", [0.3, 0.6], lambda_2=0.1, seed=0)
+    add_trial(d, "b1", [0.6, 0.5], lambda_2=0.1, seed=1)
+    # higher scores that must not count: failed, diverged, early-stopped (1 of 2 epochs)
+    add_trial(d, "f0", [0.99, 0.99], lambda_2=0.2, status_error="RuntimeError: x")
+    add_trial(d, "d0", [0.98, 0.97], lambda_2=0.3, diverged=True)
+    add_trial(d, "e0", [0.97], lambda_2=0.4)
+    # another fraction, for --where
+    add_trial(d, "c0", [0.7, 0.7], lambda_2=0.1, labeled_fraction=0.5, seed=0)
+    add_trial(d, "c1", [0.1, 0.2], lambda_2=0.1, labeled_fraction=0.5, seed=1)
+    return d
+
+
+def export(*args):
+    return CliRunner().invoke(main, ["best-config", *map(str, args)], catch_exceptions=False)
+
+
+def test_mean_over_seeds_beats_one_lucky_seed(sweep_dir, tmp_path):
+    out = tmp_path / "best.yaml"
+    r = export(sweep_dir, "--where", "labeled_fraction == 0.2", "-o", out)
+    assert r.exit_code == 0, r.output
+    text = yaml.safe_load(out.read_text())
+    assert text["lambda_2"] == 0.1 and text["seed"] == 0  # B: mean 0.6 > A: mean 0.5
+    src = text["_source"]
+    assert src["value"] == pytest.approx(0.6) and src["n"] == 2 and src["seeds"] == [0, 1]
+    assert sorted(src["trial_ids"]) == ["b0", "b1"] and src["selected"] == "mean over seeds"
+    # --per-seed: the single best trial wins
+    r = export(sweep_dir, "--where", "labeled_fraction == 0.2", "--per-seed", "-o", out)
+    assert r.exit_code == 0 and yaml.safe_load(out.read_text())["_source"]["trial_ids"] == ["a0"]
+
+
+def test_only_completed_trials_count_and_where_filters(sweep_dir, tmp_path):
+    out = tmp_path / "best.yaml"
+    assert export(sweep_dir, "-o", out).exit_code == 0
+    assert yaml.safe_load(out.read_text())["_source"]["trial_ids"] == ["b0", "b1"]  # not f0, d0, e0
+    r = export(sweep_dir, "--where", "labeled_fraction == 0.5", "--metric", "final_val_miou", "-o", out)
+    assert r.exit_code == 0
+    got = yaml.safe_load(out.read_text())
+    assert got["labeled_fraction"] == 0.5 and got["_source"]["value"] == pytest.approx(0.45)
+    # mode=min picks the worst mean
+    assert export(sweep_dir, "--mode", "min", "-o", out).exit_code == 0
+    assert yaml.safe_load(out.read_text())["_source"]["trial_ids"] == ["c0", "c1"]  # mean 0.45 < 0.5 < 0.6
+
+
+def test_trial_option_exports_that_exact_trial(sweep_dir, tmp_path):
+    out = tmp_path / "t.yaml"
+    r = export(sweep_dir, "--trial", "f0", "-o", out)
+    assert r.exit_code == 0, r.output
+    got = yaml.safe_load(out.read_text())
+    assert got["lambda_2"] == 0.2 and got["_source"]["status"] == "failed"
+
+
+def test_ranking_table_is_mean_std_n():
+    df = pd.DataFrame({"group_hash": ["x", "x", "y"], "trial_id": ["1", "2", "3"], "m": [0.2, 0.4, 0.35]})
+    r = rank_configs(df, "m", "max", per_seed=False)
+    assert list(r["group_hash"]) == ["y", "x"]
+    assert r.iloc[1]["mean"] == pytest.approx(0.3) and r.iloc[1]["std"] == pytest.approx(0.1414, abs=1e-4)
+    assert list(r["n"]) == [1, 2] and r.iloc[0]["std"] == 0.0
+
+
+def test_exported_yaml_runs_with_debug_and_as_a_sweep_base(sweep_dir, tmp_path):
+    out = tmp_path / "best.yaml"
+    assert export(sweep_dir, "-o", out).exit_code == 0
+    cfg = resolve_config(load_config_file(out))  # _source is ignored
+    assert cfg.hash() == pd.read_parquet(sweep_dir / "trials").set_index("trial_id").loc["b0", "config_hash"]
+    space = tmp_path / "again.yaml"
+    space.write_text("base: best.yaml\nseeds: [5, 6]\n")
+    specs = load_space(space).expand()
+    assert [s.cfg.hash() for s in specs] == [resolve_config(cfg.to_dict(), {"seed": s}).hash() for s in (5, 6)]
+    r = CliRunner().invoke(main, ["debug", "--config", str(out), "--epochs", "1", "--out", str(tmp_path / "dbg")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load((tmp_path / "dbg" / "config.yaml").read_text())["lambda_2"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--metric", "val_mIoU"], "unknown metric 'val_mIoU'"),
+        (["--metric", "method"], "unknown metric 'method'"),
+        (["--where", "labeled_fraction == 0.9"], "matches no completed trial"),
+        (["--where", "labeled_fraction =="], "is not a valid pandas query"),
+        (["--where", "no_such_column > 1"], "is not a valid pandas query"),
+        (["--trial", "zz"], "--trial 'zz' is not in"),
+    ],
+)
+def test_bad_requests_exit_2(sweep_dir, tmp_path, args, needle):
+    r = export(sweep_dir, *args, "-o", tmp_path / "x.yaml")
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_no_trials_and_no_completed_trials_exit_2(tmp_path):
+    r = export(tmp_path / "nowhere")
+    assert r.exit_code == 2 and "no trials in" in r.output
+    add_trial(tmp_path / "bad", "f", [0.5], status_error="RuntimeError: x")
+    r = export(tmp_path / "bad", "-o", tmp_path / "x.yaml")
+    assert r.exit_code == 2 and "no completed trials" in r.output

@@ -1,0 +1,124 @@
+"""Parquet results: one schema for every file, rows computed from a trial's history, readable as datasets."""
+
+import json
+import math
+import typing
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from model.config import FIELD_NAMES, TrialConfig, resolve_config
+from model.datasets import dataset_info
+from model.methods import METHODS, Batch
+from sweep import results as res
+
+CFG = resolve_config({"dataset": "digits", "preset": "tiny", "epochs": 3, "image_height": 32, "image_width": 32})
+VERSIONS = {"cycleseg_version": "0.1.0", "torch_version": "2", "ray_version": "2.60.0", "git_commit": None}
+
+
+def epoch(e, miou, *, diverged=False, losses=None):
+    return {
+        "epoch": e,
+        "val_miou": miou,
+        "val_pixel_acc": 0.5 + e / 100,
+        "val_class_iou": [miou] * 11,
+        "lr": 2e-4 / e,
+        "epoch_seconds": 1.5,
+        "diverged": diverged,
+        **{f"loss_{k}": v for k, v in (losses or {"S_gen": 1.0 / e, "G_total": 2.0 / e}).items()},
+    }
+
+
+def row(history, *, error=None, trial_id="t0", cfg=CFG, wall=10.0, gpus=0.5):
+    return res.trial_row(sweep="s", trial_id=trial_id, cfg=cfg, variant=None, history=history, error=error,
+                         wall_seconds=wall, gpus=gpus, checkpoint_path="/ckpt", versions=VERSIONS)
+
+
+def test_every_config_field_is_a_typed_column():
+    hints = typing.get_type_hints(TrialConfig)
+    for name in FIELD_NAMES:
+        f = res.TRIALS_SCHEMA.field(name)
+        base = next(a for a in getattr(hints[name], "__args__", (hints[name],)) if a is not type(None))
+        assert f.type == {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}[base], name
+    assert res.TRIALS_SCHEMA.field("best_class_iou").type == pa.list_(pa.float64())
+    assert res.TRIALS_SCHEMA.field("class_names").type == pa.list_(pa.string())
+
+
+def test_row_takes_best_and_final_epochs_from_the_history():
+    r = row([epoch(1, 0.2), epoch(2, 0.6), epoch(3, 0.4)])
+    assert r["status"] == "completed" and r["epochs_run"] == 3
+    assert (r["best_val_miou"], r["best_epoch"], r["final_val_miou"]) == (0.6, 2, 0.4)
+    assert r["best_class_iou"] == [0.6] * 11 and r["final_class_iou"] == [0.4] * 11
+    assert r["final_pixel_acc"] == pytest.approx(0.53)
+    assert r["gpu_seconds"] == 5.0  # 10 s × 0.5 GPU
+    assert r["config_hash"] == CFG.hash() and r["group_hash"] == CFG.hash(exclude=("seed",))
+    assert json.loads(r["config_json"]) == CFG.to_dict() and r["lambda_2"] == CFG.lambda_2
+    assert r["class_names"] == list(dataset_info(CFG).class_names) and len(r["class_names"]) == 11
+
+
+def test_status_of_each_ending():
+    assert row([epoch(1, 0.2), epoch(2, 0.3)])["status"] == "early_stopped"  # 2 of 3 epochs
+    diverged = row([epoch(1, 0.2), epoch(2, float("nan"), diverged=True)])
+    assert diverged["status"] == "diverged" and diverged["best_val_miou"] == 0.2  # NaN never "best"
+    failed = row([epoch(1, 0.2)], error="RuntimeError: boom")
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: boom"
+    empty = row([], error="OOM")
+    assert empty["epochs_run"] == 0 and empty["best_val_miou"] is None and empty["status"] == "failed"
+
+
+def test_files_read_as_datasets_with_pandas_and_duckdb(tmp_path):
+    cyclegan = resolve_config({**CFG.to_dict(), "method": "cyclegan", "seed": 1})
+    cyc_losses = {"S_gen": 1.0, "I_gen": 0.5, "S_cycle": 0.25, "I_cycle": 0.2, "S_adv_G": 0.9, "I_adv_G": 0.8,
+                  "G_total": 3.0, "S_adv_D": 0.4, "I_adv_D": 0.3, "D_total": 0.7}
+    trials = {
+        "a": (CFG, [epoch(1, 0.2), epoch(2, 0.3), epoch(3, 0.5)]),
+        "b": (cyclegan, [epoch(1, 0.1, losses=cyc_losses), epoch(2, 0.4, losses=cyc_losses)]),
+    }
+    for tid, (cfg, hist) in trials.items():
+        res.write_trial(tmp_path, row(hist, trial_id=tid, cfg=cfg), res.epoch_rows("s", tid, cfg, hist))
+    for which, schema in (("trials", res.TRIALS_SCHEMA), ("epochs", res.EPOCHS_SCHEMA)):
+        for f in (tmp_path / which).iterdir():
+            assert pq.read_schema(f).equals(schema, check_metadata=False)
+    df = pd.read_parquet(tmp_path / "trials")
+    assert sorted(df["trial_id"]) == ["a", "b"] and list(df.columns) == res.TRIALS_SCHEMA.names
+    assert df.set_index("trial_id").loc["b", "status"] == "early_stopped"
+    ep = pd.read_parquet(tmp_path / "epochs")
+    assert len(ep) == 5
+    a = ep[ep["trial_id"] == "a"].sort_values("epoch")
+    assert list(a["loss_S_gen"]) == pytest.approx([1.0, 0.5, 1 / 3]) and a["loss_I_gen"].isna().all()
+    assert list(ep[ep["trial_id"] == "b"]["loss_I_cycle"]) == [0.2, 0.2]
+    con = duckdb.connect()
+    n, best = con.execute(
+        f"select count(*), max(best_val_miou) from read_parquet('{tmp_path}/trials/*.parquet')"
+    ).fetchone()
+    assert (n, best) == (2, 0.5)
+    assert con.execute(f"select count(*) from read_parquet('{tmp_path}/epochs/*.parquet')").fetchone() == (5,)
+    assert res.trial_ids(tmp_path) == {"a", "b"}
+    assert res.read_table(f"file://{tmp_path}").num_rows == 2  # file:// URIs are local paths
+    assert res.read_table(tmp_path / "nothing_here").num_rows == 0
+
+
+def test_unknown_loss_term_is_a_contract_error():
+    with pytest.raises(ValueError, match="LOSS_KEYS"):
+        res.epoch_rows("s", "t", CFG, [epoch(1, 0.1, losses={"S_gen": 1.0, "mystery": 2.0})])
+
+
+@pytest.mark.parametrize("method", ["cyclegan", "partial", "full", "hung"])
+def test_schema_covers_every_loss_term_a_method_logs(method):
+    cfg = resolve_config({**CFG.to_dict(), "method": method})
+    info = dataset_info(cfg)
+    m = METHODS.get(method)(cfg, info, torch.device("cpu"), total_iters=4)
+    m.iteration = 3  # hung: past hung_semi_start, so its self-training terms are computed too
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(
+        x=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+        y=torch.randint(0, info.num_classes, (2, 32, 32), generator=g),
+        x_u=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 if m.uses_unlabeled else None,
+    )
+    keys = set(m.optimize_parameters(batch))
+    assert keys and keys <= set(res.LOSS_KEYS), keys - set(res.LOSS_KEYS)
+    assert all(math.isfinite(v.item()) for v in m.optimize_parameters(batch).values())

@@ -1,0 +1,243 @@
+"""Sweeps on an embedded Ray (2 CPUs, 1 logical GPU for fractional scheduling): Parquet out, faults,
+early stopping that frees its resources, a killed driver resumed, and what cannot fit refused."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import ray
+from click.testing import CliRunner
+from ray._private.state import actors
+
+from cli import main
+from model.errors import UserError
+from sweep import results as res
+from sweep.runner import run_sweep, start_ray
+
+pytestmark = pytest.mark.slow
+
+TINY = """
+base:
+  dataset: digits
+  preset: tiny
+  image_height: 32
+  image_width: 32
+  digits_train: 40
+  digits_val: 10
+  epochs: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("cache")
+        mp.setenv("CYCLESEG_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def cluster(cache):
+    """One embedded Ray for the module (each start costs ~10 s)."""
+    start_ray(num_cpus=2, num_gpus=1)
+    yield
+    ray.shutdown()
+
+
+def space(tmp_path, extra, name="space.yaml"):
+    p = tmp_path / name
+    p.write_text(TINY + textwrap.dedent(extra))
+    return p
+
+
+def by_fault(df):
+    return {(f if isinstance(f, str) else None): r for f, r in zip(df["inject_fault"], df.itertuples(), strict=True)}
+
+
+def results_json(sweep_dir, trial_id):
+    """Every result Tune received for a trial, in order (its result.json)."""
+    return [json.loads(line) for line in (Path(sweep_dir) / trial_id / "result.json").read_text().splitlines()]
+
+
+def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_path, capsys):
+    p = space(tmp_path, """
+    grid:
+      inject_fault: [null, "nan:1", "crash:2", "crash:1"]
+    """)
+    sweep_dir = run_sweep(p, storage=str(tmp_path / "runs"), name="e2e", gpus_per_worker=0.25, cpus_per_worker=0.5)
+    assert sweep_dir == str(tmp_path / "runs" / "e2e")
+    out = capsys.readouterr().out
+    assert "4 trials: 2 completed, 1 diverged, 1 failed" in out and f"{sweep_dir}/trials/" in out
+
+    files = sorted((Path(sweep_dir) / "trials").glob("*.parquet"))
+    assert len(files) == 4 and all(pq.read_schema(f).equals(res.TRIALS_SCHEMA, check_metadata=False) for f in files)
+    df = pd.read_parquet(Path(sweep_dir) / "trials")
+    ep = pd.read_parquet(Path(sweep_dir) / "epochs")
+    con = duckdb.connect()
+    assert con.execute(f"select count(*) from read_parquet('{sweep_dir}/trials/*.parquet')").fetchone() == (4,)
+    assert set(df.columns) == set(res.TRIALS_SCHEMA.names) and df["trial_id"].is_unique
+    t = by_fault(df)
+
+    ok = t[None]
+    assert (ok.status, ok.epochs_run) == ("completed", 2) and pd.isna(ok.error)
+    mine = ep[ep["trial_id"] == ok.trial_id].sort_values("epoch")
+    assert list(mine["epoch"]) == [1, 2]
+    assert ok.best_val_miou == mine["val_miou"].max() and ok.final_val_miou == mine["val_miou"].iloc[-1]
+    assert len(ok.best_class_iou) == len(ok.class_names) == 11
+    assert ok.gpu_seconds == pytest.approx(ok.wall_seconds * 0.25) and ok.wall_seconds > 0
+    assert (Path(ok.checkpoint_path) / "state.pt").is_file() and ok.ray_version == ray.__version__
+    assert mine[["loss_S_gen", "loss_I_cycle", "loss_D_total"]].notna().all().all()
+
+    assert (t["nan:1"].status, t["nan:1"].epochs_run) == ("diverged", 1)
+
+    # crash in epoch 2: the worker restarts from the epoch-1 checkpoint; epoch 1 is not run again,
+    # and the resumed run matches the run without a fault bit for bit (CPU)
+    crash = t["crash:2"]
+    assert crash.status == "completed"
+    reports = results_json(sweep_dir, crash.trial_id)
+    assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False), (2, True)]
+    theirs = ep[ep["trial_id"] == crash.trial_id].sort_values("epoch")
+    assert list(theirs["val_miou"]) == list(mine["val_miou"]) and list(theirs["loss_G_total"]) == list(
+        mine["loss_G_total"]
+    )
+
+    # crash in epoch 1 has no checkpoint to resume from: every retry crashes, the trial fails
+    failed = t["crash:1"]
+    assert failed.status == "failed" and "injected crash in epoch 1" in failed.error
+    assert failed.epochs_run == 0 and ep[ep["trial_id"] == failed.trial_id].empty
+
+    # no worker placement group outlives the sweep
+    assert {g["state"] for g in ray.util.placement_group_table().values()} <= {"REMOVED"}
+
+
+@pytest.mark.timeout(300)  # a leaked placement group would make the third trial wait forever
+def test_asha_stops_a_trial_and_later_trials_still_run(cluster, tmp_path):
+    # ASHA on the reported lr (deterministic): lr 1e-5 is below the rung of the first trial and
+    # stops after epoch 1. Each trial's worker holds the only (logical) GPU, so trials run one at a
+    # time and the third can start only if the stopped trial's placement group was freed.
+    p = space(tmp_path, """
+    grid:
+      lr: [0.001, 0.00001, 0.002]
+    scheduler: {type: asha, metric: lr, mode: max, grace_period: 1, reduction_factor: 2}
+    """)
+    sweep_dir = run_sweep(p, storage=str(tmp_path / "runs"), name="asha", gpus_per_worker=1)
+    df = pd.read_parquet(Path(sweep_dir) / "trials").set_index("lr")
+    assert df.loc[0.00001, "status"] == "early_stopped" and df.loc[0.00001, "epochs_run"] == 1
+    assert list(df.loc[[0.001, 0.002], "status"]) == ["completed", "completed"]
+    assert list(df.loc[[0.001, 0.002], "epochs_run"]) == [2, 2]
+    assert {g["state"] for g in ray.util.placement_group_table().values()} <= {"REMOVED"}
+    # Train's per-run cleaner actor (it needs the dashboard, and would outlive stopped trials) is not started
+    assert not [a for a in actors().values() if a["ActorClassName"] == "PlacementGroupCleaner"]
+
+
+def _processes():
+    """{pid: (parent pid, start time)} from /proc."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(d.name)] = (int(fields[1]), fields[19])
+    return out
+
+
+def _descendants(pid):
+    """{pid: start time} of every process below ``pid``: what the driver started, to clean up after it."""
+    procs = _processes()
+    found, todo = {}, [pid]
+    while todo:
+        parent = todo.pop()
+        for p, (ppid, start) in procs.items():
+            if ppid == parent and p not in found:
+                found[p] = start
+                todo.append(p)
+    return found
+
+
+def _kill_leftovers(started):
+    """SIGKILL the processes in ``started`` that still run (same pid and start time: not a reused pid)."""
+    procs = _processes()
+    for pid, start in started.items():
+        if pid in procs and procs[pid][1] == start:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(400)
+def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_path):
+    # three trials one at a time; the middle one is long, and the driver dies during it
+    p = space(tmp_path, """
+    grid:
+      epochs: [2, 25, 3]
+    """)
+    storage = tmp_path / "runs"
+    sweep_dir = storage / "killed"
+    cmd = [str(Path(sys.executable).parent / "cycleseg"), "sweep", str(p), "--storage", str(storage),
+           "--name", "killed", "--max-concurrent", "1", "--gpus-per-worker", "0"]
+    env = {**os.environ, "CYCLESEG_CACHE": str(cache)}
+    env.pop("RAY_ADDRESS", None)
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spawned: dict[int, str] = {}
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            spawned.update(_descendants(driver.pid))
+            done = list((sweep_dir / "trials").glob("*.parquet")) if (sweep_dir / "trials").is_dir() else []
+            running = [d for d in (sweep_dir / "train").glob("*") if list(d.glob("checkpoint_*"))] if done else []
+            running = [d for d in running if d.name not in {f.stem for f in done}]
+            if len(done) == 1 and running:
+                break
+            assert driver.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the second trial never reached its first checkpoint")
+        first = done[0]
+        first_bytes = first.read_bytes()
+        interrupted = running[0].name
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.kill()
+        driver.wait()
+        time.sleep(3)  # Ray's own processes follow the driver; a few helpers linger
+        _kill_leftovers(spawned)
+    assert len(list((sweep_dir / "trials").glob("*.parquet"))) == 1
+
+    run_sweep(None, name="killed", storage=str(storage), resume=True, gpus_per_worker=0)
+
+    df = pd.read_parquet(sweep_dir / "trials")
+    assert len(df) == 3 and df["trial_id"].is_unique and set(df["status"]) == {"completed"}
+    assert sorted(df["epochs"]) == [2, 3, 25] and first.read_bytes() == first_bytes  # not re-run
+    ep = pd.read_parquet(sweep_dir / "epochs")
+    for r in df.itertuples():
+        assert sorted(ep[ep["trial_id"] == r.trial_id]["epoch"]) == list(range(1, r.epochs + 1))
+    # the interrupted trial went on from its checkpoint: after the restart its first report is past epoch 1
+    after = [x["epoch"] for x in results_json(sweep_dir, interrupted) if x["resumed"]]
+    assert after and after[0] > 1 and after[-1] == 25
+
+
+def test_resume_needs_an_existing_sweep(cluster, tmp_path):
+    with pytest.raises(UserError, match="no sweep 'nope'"):
+        run_sweep(None, name="nope", storage=str(tmp_path), resume=True)
+
+
+def test_workers_that_cannot_fit_are_refused_before_tune_starts(cluster, tmp_path):
+    p = space(tmp_path, "")
+    r = CliRunner().invoke(main, ["sweep", str(p), "--storage", str(tmp_path / "runs"), "--gpus-per-worker", "2"],
+                           catch_exceptions=False)
+    assert r.exit_code == 2 and "needs 1 worker(s) × (1 CPU, 2 GPU)" in r.output and "1 GPUs" in r.output
+    r = CliRunner().invoke(main, ["sweep", str(p), "--storage", str(tmp_path / "runs"), "--workers-per-trial", "3"],
+                           catch_exceptions=False)
+    assert r.exit_code == 2 and "lower --workers-per-trial" in r.output
+    assert not (tmp_path / "runs").exists()
