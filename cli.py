@@ -36,7 +36,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Resolved config YAML (e.g. from best-config).")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), help="Resolved config YAML (e.g. from best-config)."
+)
 @click.option("--dataset", help="digits (built in), voc, cityscapes, acdc.")
 @click.option("--data-root", help="Folder with the dataset's on-disk layout.")
 @click.option("--method", help="cyclegan, partial, full, hung.")
@@ -44,8 +46,12 @@ def main() -> None:
 @click.option("--seed", type=int, help="Fixes the labeled subset, init and batch order.")
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--preset", help="Network size: paper, small, tiny.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set lambda_2=0.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/debug"), show_default=True, help="Output folder.")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set lambda_2=0."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/debug"), show_default=True, help="Output folder."
+)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
 @_user_errors
