@@ -517,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", type=Path, default=None, help="also write the rows to this CSV")
     ap.add_argument("--markdown", action="store_true", help="print Markdown (for BENCHMARKS.md)")
     ap.add_argument("--ray-overhead", action="store_true", help="measure only the sweep's fixed cost per trial (Ray)")
+    ap.add_argument("--with-ray-overhead", action="store_true",
+                    help="after the step table, also measure the sweep's fixed cost per trial (one command for both)")
     ap.add_argument("--ray-trials", type=int, default=4, help="--ray-overhead: trials (1 epoch each)")
     ap.add_argument("--ray-concurrent", type=int, default=2, help="--ray-overhead: trials at once")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -636,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
             wr = csv.DictWriter(f, fieldnames=keys)
             wr.writeheader()
             wr.writerows(results)
+    if args.with_ray_overhead:
+        print(f"\n### Sweep overhead per trial (Ray)\n\n{ray_overhead(args)}")
     return 0
 
 
