@@ -319,6 +319,13 @@ def _row_sort_key(row: str) -> tuple[int, str]:
     return (ROW_ORDER.index(base) if base in ROW_ORDER else len(ROW_ORDER), row)
 
 
+def _cell_stats(per_seed: dict) -> dict[str, Any]:
+    """One table cell's columns: n, mean, std and CI over the seeds' values, and which seeds they were."""
+    s = stats.summarize(list(per_seed.values()))
+    return {"n": s.n, "mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high,
+            "seeds": ",".join(map(str, sorted(per_seed)))}
+
+
 def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Long tables: per (block, row, fraction) summaries, and paired gains over ``partial``."""
     rows = t[t["row"] != ""].assign(label=lambda d: d["row"])
@@ -332,21 +339,16 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
         {(b, r, f) for b, r, f in zip(rows["block"], rows["row"], rows["fraction"], strict=True)}
     ):
         sv = vals.get((block, row, frac), {})
-        s = stats.summarize(list(sv.values()))
+        cell = _cell_stats(sv)
         summ.append(
             {
                 "block": block,
                 "dataset": dataset_of[block],
                 "row": row,
                 "labeled_fraction": frac,
-                "n": s.n,
-                "mean": s.mean,
-                "std": s.std,
-                "ci_low": s.ci_low,
-                "ci_high": s.ci_high,
-                "seeds": ",".join(map(str, sorted(sv))),
+                **cell,
                 "expected_n": expected.get(block, 0),
-                "incomplete": s.n < expected.get(block, 0),
+                "incomplete": cell["n"] < expected.get(block, 0),
                 "excluded": int(
                     (
                         (rows["block"] == block) & (rows["row"] == row) & (rows["fraction"] == frac) & ~rows["included"]
@@ -413,20 +415,15 @@ def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
         expected = max(len(vals.get((block, lab, frac), {})) for lab in labels)
         for lab in labels:
             sv = vals.get((block, lab, frac), {})
-            s = stats.summarize(list(sv.values()))
+            cell = _cell_stats(sv)
             rec = {
                 "block": block,
                 "dataset": dataset,
                 "labeled_fraction": frac,
                 "variant": "proposed" if lab == ABLATION_REFERENCE else lab,
                 "zeroed": "" if lab == ABLATION_REFERENCE else _zeroed(g[g["arm"] == lab]),
-                "n": s.n,
-                "mean": s.mean,
-                "std": s.std,
-                "ci_low": s.ci_low,
-                "ci_high": s.ci_high,
-                "seeds": ",".join(map(str, sorted(sv))),
-                "incomplete": s.n < expected,
+                **cell,
+                "incomplete": cell["n"] < expected,
                 "paper": paper.t2(dataset, lab, frac),
             }
             if lab != ABLATION_REFERENCE:
