@@ -165,6 +165,7 @@ def train_worker(config: dict[str, Any]) -> None:
         "train_pg_id": pg.id.hex() if pg is not None else None,
         "gpus_held": config["gpus_held"],
         "resumed": checkpoint is not None,
+        "world_size": ray.train.get_context().get_world_size(),
     }
     with tempfile.TemporaryDirectory(prefix="cycleseg-") as tmp:
         workdir = Path(tmp)

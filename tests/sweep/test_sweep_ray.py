@@ -227,6 +227,21 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     assert after and after[0] > 1 and after[-1] == 25
 
 
+def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
+    p = space(tmp_path, """
+    grid:
+      method: [cyclegan]
+    """)
+    sweep_dir = run_sweep(
+        p, storage=str(tmp_path / "runs"), name="ddp", workers_per_trial=2, cpus_per_worker=1, gpus_per_worker=0
+    )
+    t = pd.read_parquet(Path(sweep_dir) / "trials")
+    assert list(t["status"]) == ["completed"] and t["epochs_run"].iloc[0] == 2
+    reports = results_json(sweep_dir, t["trial_id"].iloc[0])
+    assert [r["epoch"] for r in reports] == [1, 2]  # rank 0's reports only, once per epoch
+    assert all(r["world_size"] == 2 for r in reports)
+
+
 def test_resume_needs_an_existing_sweep(cluster, tmp_path):
     with pytest.raises(UserError, match="no sweep 'nope'"):
         run_sweep(None, name="nope", storage=str(tmp_path), resume=True)
