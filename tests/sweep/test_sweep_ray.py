@@ -69,6 +69,24 @@ def results_json(sweep_dir, trial_id):
     return [json.loads(line) for line in (Path(sweep_dir) / trial_id / "result.json").read_text().splitlines()]
 
 
+# First in the module: it needs every CPU of the 2-CPU test cluster, which later tests' killed drivers
+# may hold for a while.
+@pytest.mark.timeout(240)
+def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
+    p = space(tmp_path, """
+    grid:
+      method: [cyclegan]
+    """)
+    sweep_dir = run_sweep(
+        p, storage=str(tmp_path / "runs"), name="ddp", workers_per_trial=2, cpus_per_worker=1, gpus_per_worker=0
+    )
+    t = pd.read_parquet(Path(sweep_dir) / "trials")
+    assert list(t["status"]) == ["completed"] and t["epochs_run"].iloc[0] == 2
+    reports = results_json(sweep_dir, t["trial_id"].iloc[0])
+    assert [r["epoch"] for r in reports] == [1, 2]  # rank 0's reports only, once per epoch
+    assert all(r["world_size"] == 2 for r in reports)
+
+
 def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_path, capsys):
     p = space(tmp_path, """
     grid:
@@ -225,21 +243,6 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     # the interrupted trial went on from its checkpoint: after the restart its first report is past epoch 1
     after = [x["epoch"] for x in results_json(sweep_dir, interrupted) if x["resumed"]]
     assert after and after[0] > 1 and after[-1] == 25
-
-
-def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
-    p = space(tmp_path, """
-    grid:
-      method: [cyclegan]
-    """)
-    sweep_dir = run_sweep(
-        p, storage=str(tmp_path / "runs"), name="ddp", workers_per_trial=2, cpus_per_worker=1, gpus_per_worker=0
-    )
-    t = pd.read_parquet(Path(sweep_dir) / "trials")
-    assert list(t["status"]) == ["completed"] and t["epochs_run"].iloc[0] == 2
-    reports = results_json(sweep_dir, t["trial_id"].iloc[0])
-    assert [r["epoch"] for r in reports] == [1, 2]  # rank 0's reports only, once per epoch
-    assert all(r["world_size"] == 2 for r in reports)
 
 
 def test_resume_needs_an_existing_sweep(cluster, tmp_path):
