@@ -318,14 +318,15 @@ def write_metrics_parquet(path: Path, history: list[dict[str, Any]]) -> None:
 class _LocalReporter:
     """`debug`: print a line per epoch and keep metrics.parquet current."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, history: list[dict[str, Any]]) -> None:
         self.out = out
+        self.history = list(history)  # epochs before a resume, then one per report
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path) -> None:
         from tqdm import tqdm
 
-        state = torch.load(checkpoint_dir / STATE, map_location="cpu", weights_only=False)
-        write_metrics_parquet(self.out / "metrics.parquet", state["history"])
+        self.history.append(metrics)
+        write_metrics_parquet(self.out / "metrics.parquet", self.history)
         losses = "  ".join(f"{k[5:]}={v:.4f}" for k, v in metrics.items() if k.startswith("loss_"))
         tqdm.write(
             f"epoch {metrics['epoch']:>3}  val mIoU {metrics['val_miou']:.4f}  pixel acc "
@@ -347,7 +348,9 @@ def debug_run(cfg: TrialConfig, out: Path, *, resume: bool = False) -> list[dict
         f"val, {data.info.num_classes} classes), labeled_fraction={cfg.labeled_fraction}, seed={cfg.seed}, "
         f"preset={cfg.preset}, {cfg.epochs} epochs, device={resolve_device(cfg.device)} -> {out}"
     )
-    history = run_trial(cfg, workdir=out, reporter=_LocalReporter(out), resume=resume, data=data, progress=True)
+    earlier = _load_state(out / CHECKPOINT)["history"] if resume else []
+    reporter = _LocalReporter(out, earlier)
+    history = run_trial(cfg, workdir=out, reporter=reporter, resume=resume, data=data, progress=True)
     _, method = load_trial(out / CHECKPOINT)
     save_sample_grid(out / "samples.png", {cfg.method: method}, data, generator=method)
     last = history[-1]

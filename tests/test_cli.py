@@ -61,3 +61,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle)
     assert needle in r.output
     assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_debug_resume_keeps_the_earlier_epochs_in_metrics(tmp_path):
+    out = tmp_path / "run"
+    args = ["debug", *TINY, "--epochs", "2", "--set", "inject_fault=crash:2", "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert isinstance(r.exception, RuntimeError)  # crashed in epoch 2, after epoch 1's checkpoint
+    assert list(pd.read_parquet(out / "metrics.parquet")["epoch"]) == [1]
+    r = _run(*args, "--resume")
+    assert r.exit_code == 0, r.output
+    assert list(pd.read_parquet(out / "metrics.parquet")["epoch"]) == [1, 2]
