@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (any torch already importable there is kept), or run `make TORCH=torch`.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench schema
 demo: $(VENV)/.installed
 	$(BIN)/cycleseg sweep search_spaces/demo.yaml
 
@@ -25,3 +25,6 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
+
+schema: $(VENV)/.installed
+	$(BIN)/python -c "from cycleseg.sweep.space import schema_json; print(schema_json(), end='')" > search_spaces/schema.json

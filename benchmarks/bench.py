@@ -14,12 +14,11 @@ warm-up step), the other warm-up steps, then times ``steps`` calls of ``optimize
 including the batch draw, ended by ``torch.cuda.synchronize`` on CUDA (a final ``.item()`` on CPU),
 and times as many again on batches drawn beforehand (what the draw itself costs, host syncs included).
 
-FLOP model: ``FlopCounterMode`` counts the matmul/convolution FLOPs (2 per MAC) of one whole
-``optimize_parameters``, forward and backward of every network; norms, activations, losses and the
-Adam update are not counted (memory-bound, few FLOPs). ``generator_forward_flops`` is the analytic
-count of one generator forward from the layer shapes, to check against the notes' ≈65 GFLOP per
-200×200 image for the paper preset (VOC, 3→21 channels); ``paper_step_flops`` counts a whole step at
-VOC's shapes on the meta device (the notes' ≈5 TFLOP for a paper-preset cyclegan step).
+FLOP model: the project's one (``cycleseg.model.flops``, also behind ``cycleseg sweep --dry-run``):
+``FlopCounterMode`` counts the matmul/convolution FLOPs (2 per MAC) of one whole
+``optimize_parameters``, forward and backward of every network; ``generator_forward_flops`` is the
+analytic count of one generator forward (the notes: ≈65 GFLOP per 200×200 image, paper preset);
+``step_flops`` counts a whole step on the meta device (the notes: ≈5 TFLOP, paper-preset cyclegan).
 """
 
 from __future__ import annotations
@@ -48,7 +47,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+
+from cycleseg.model.flops import count_step_flops, generator_forward_flops, step_flops
 
 PRESET_NAMES = ("tiny", "small", "paper")
 METHOD_NAMES = ("cyclegan", "partial", "full", "hung")
@@ -73,92 +73,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 8 or w < 8 or h % 4 or w % 4:
         raise argparse.ArgumentTypeError(f"size {h}x{w}: H and W must be multiples of 4 and >= 8")
     return h, w
-
-
-def conv_flops(layer: nn.Conv2d | nn.ConvTranspose2d, h: int, w: int) -> tuple[int, int, int]:
-    """FLOPs (2 per multiply-accumulate, bias not counted) of one conv on an (h, w) input; (flops, h', w').
-
-    A convolution does C_in/groups · C_out · k_h · k_w MACs per *output* pixel; a transposed one the
-    same per *input* pixel (it scatters each input pixel through the kernel). ``FlopCounterMode``
-    counts the same way.
-    """
-    kh, kw = layer.kernel_size
-    (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
-    macs_per_pixel = layer.in_channels // layer.groups * layer.out_channels * kh * kw
-    if isinstance(layer, nn.ConvTranspose2d):
-        oph, opw = layer.output_padding
-        oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
-        ow = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
-        return 2 * macs_per_pixel * h * w, oh, ow
-    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    return 2 * macs_per_pixel * oh * ow, oh, ow
-
-
-_SHAPE_PRESERVING = (nn.InstanceNorm2d, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Identity)
-
-
-def chain_forward_flops(net: nn.Module, h: int, w: int) -> int:
-    """Analytic conv FLOPs of one forward on one (h, w) image, for nets whose leaves run in order.
-
-    True for ``ResnetGenerator``: its only branch is the residual skip, which keeps the shape.
-    Raises on a leaf it cannot follow rather than guess.
-    """
-    total = 0
-    for m in net.modules():
-        if next(m.children(), None) is not None:
-            continue  # containers: their leaves come next, in definition (= execution) order
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            f, h, w = conv_flops(m, h, w)
-            total += f
-        elif isinstance(m, nn.ReflectionPad2d):
-            left, right, top, bottom = m.padding
-            h, w = h + top + bottom, w + left + right
-        elif not isinstance(m, _SHAPE_PRESERVING):
-            raise TypeError(f"chain_forward_flops cannot follow a {type(m).__name__}")
-    return total
-
-
-def generator_forward_flops(in_channels: int, out_channels: int, ngf: int, n_blocks: int, h: int, w: int) -> int:
-    """Analytic FLOPs of one ``ResnetGenerator`` forward on one h×w image (built on the meta device)."""
-    from model.networks import ResnetGenerator
-
-    with torch.device("meta"):
-        g = ResnetGenerator(in_channels, out_channels, ngf=ngf, n_blocks=n_blocks)
-    return chain_forward_flops(g, h, w)
-
-
-def count_step_flops(method: Any, batch: Any) -> int:
-    """FLOPs ``FlopCounterMode`` counts in one ``optimize_parameters`` (it also takes the step)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        method.optimize_parameters(batch)
-    return int(counter.get_total_flops())
-
-
-def paper_step_flops(method: str, preset: str, dataset: str = "voc", size: tuple[int, int] = (200, 200)) -> int:
-    """Counted FLOPs of one train step at a dataset's real shapes, on the meta device (no compute, no data).
-
-    Shapes only: ``batch_size`` labeled (+ as many unlabeled) images of ``dataset``'s channels and classes.
-    """
-    import dataclasses
-
-    from model.config import resolve_config
-    from model.datasets import DATASETS
-    from model.methods import METHODS, Batch
-
-    h, w = size
-    info = dataclasses.replace(DATASETS.get(dataset).info, height=h, width=w)
-    cfg = resolve_config({"dataset": dataset, "method": method, "preset": preset, "device": "cpu",
-                          "image_height": h, "image_width": w, "hung_semi_start": 0.0})
-    meta = torch.device("meta")
-    m = METHODS.get(method)(cfg, info, meta, total_iters=1)
-    b = cfg.batch_size
-    batch = Batch(x=torch.empty(b, info.in_channels, h, w, device=meta),
-                  y=torch.zeros(b, h, w, dtype=torch.long, device=meta),
-                  x_u=torch.empty(b, info.in_channels, h, w, device=meta) if m.uses_unlabeled else None)
-    return count_step_flops(m, batch)
 
 
 def images_per_second(images_per_step: int, steps: int, seconds: float) -> float:
@@ -291,10 +205,10 @@ def _timed(method: Any, batches: Iterator[Any], cuda: bool) -> tuple[float, list
 
 def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, Any]:
     """Build, count, warm up and time one configuration; return the raw measurements."""
-    from model.config import replace, resolve_config
-    from model.datasets import prepare_dataset
-    from model.methods import METHODS
-    from model.trainer import EpochBatches, build_method, resolve_device
+    from cycleseg.model.data import prepare_dataset
+    from cycleseg.model.methods import METHODS, create_method
+    from cycleseg.model.resolve import replace, resolve_config
+    from cycleseg.model.trainer import EpochBatches, resolve_device
 
     cfg = resolve_config(*layers)
     device = resolve_device(cfg.device)
@@ -315,12 +229,12 @@ def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str
     warm = spec["warmup"]
     flops = None
     if cfg.compile:  # FlopCounterMode and compiled graphs don't mix: count on an eager twin
-        eager = build_method(replace(cfg, compile=False), data.info, device, total_iters)
+        eager = create_method(replace(cfg, compile=False), data.info, device, total_iters)
         flops = count_step_flops(eager, next(draw))
         del eager
         if cuda:
             torch.cuda.empty_cache()
-    method = build_method(cfg, data.info, device, total_iters)
+    method = create_method(cfg, data.info, device, total_iters)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -392,7 +306,7 @@ def _worker(payload: str) -> None:
 
 def config_layers(args: argparse.Namespace, preset: str, method: str, device: str) -> list[dict[str, Any]]:
     """Config layers for one cell: base (digits at --size), then the user's --set overrides."""
-    from model.config import parse_set
+    from cycleseg.model.resolve import parse_set
 
     h, w = args.size
     base = {
@@ -445,8 +359,9 @@ def machine_description(threads: int, gpu: str | None) -> str:
 
 def flop_model_text(args: argparse.Namespace, presets: list[str], methods: list[str]) -> str:
     """The FLOP model at the paper's shapes: analytic G forward per image, counted train step per method."""
-    from model.config import PRESETS, resolve_config
-    from model.datasets import DATASETS
+    from cycleseg.model.config import PRESETS
+    from cycleseg.model.data import DATASETS
+    from cycleseg.model.resolve import resolve_config
 
     h, w = args.size
     digits, voc = DATASETS.get("digits").info, DATASETS.get("voc").info
@@ -475,7 +390,7 @@ def flop_model_text(args: argparse.Namespace, presets: list[str], methods: list[
         n = PRESETS[p]
         g = generator_forward_flops(voc.in_channels, voc.num_classes, n["ngf"], n["n_blocks"], 200, 200)
         for m in methods:
-            f = paper_step_flops(m, p)
+            f = step_flops(resolve_config({"dataset": "voc", "method": m, "preset": p}))
             lines.append(f"| {p} | {m} | {f / 1e12:.3f} | {f / b / 1e9:.1f} | {f / b / g:.2f} |")
     return "\n".join(lines)
 
@@ -557,9 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     if warmup < 1:
         ap.error("--warmup must be >= 1 (the first warm-up step is the FLOP-counted one)")
 
-    from model.config import PRESETS, resolve_config
-    from model.datasets import DATASETS, prepare_dataset
-    from model.errors import UserError
+    from cycleseg.model.config import PRESETS
+    from cycleseg.model.data import DATASETS, prepare_dataset
+    from cycleseg.model.errors import UserError
+    from cycleseg.model.resolve import resolve_config
 
     try:  # decode the data once here; the workers read the cache
         prepare_dataset(resolve_config(*config_layers(args, presets[0], methods[0], "cpu")))
@@ -675,9 +591,9 @@ def ray_overhead(args: argparse.Namespace) -> str:
     """
     import pyarrow.parquet as pq
 
-    from model.config import resolve_config
-    from model.datasets import prepare_dataset
-    from model.trainer import run_trial
+    from cycleseg.model.data import prepare_dataset
+    from cycleseg.model.resolve import resolve_config
+    from cycleseg.model.trainer import run_trial
 
     n, k = args.ray_trials, args.ray_concurrent
     cli = Path(sys.executable).with_name("cycleseg")

@@ -1,4 +1,8 @@
-"""Atomic file writes: finished work is never half-written (temp file in the same folder + rename)."""
+"""Atomic file writes: finished work is never half-written (temp file in the same folder + rename).
+
+Files get the permissions any new file would get under the process's umask (0644 under umask 022),
+so results on a shared filesystem are readable by colleagues, not only by their writer.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -16,6 +26,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

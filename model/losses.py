@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IGNORE = 255  # mask value excluded from losses and metrics
+from cycleseg.model.masks import IGNORE
 
 
 def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
@@ -28,17 +28,6 @@ def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     """
     total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
     return total / (target != IGNORE).sum().clamp_min(1)
-
-
-def one_hot(mask: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """(B, H, W) class indices → (B, C, H, W) one-hot; ignored (255) pixels become all-zero vectors.
-
-    This is how ground-truth masks enter G_SI and the discriminators (C channels, paper §3.1).
-    """
-    valid = mask != IGNORE
-    index = torch.where(valid, mask, torch.zeros_like(mask)).unsqueeze(1)
-    out = torch.zeros(mask.shape[0], num_classes, *mask.shape[1:], dtype=dtype, device=mask.device)
-    return out.scatter_(1, index, valid.unsqueeze(1).to(dtype))
 
 
 def l2(pred: Tensor, target: Tensor) -> Tensor:

@@ -40,22 +40,32 @@ reported, and a forward pass that only such terms need is skipped.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
 
-from model import losses
-from model.errors import UserError
-from model.networks import create_network, init_weights
-from model.registry import Registry
+from cycleseg.model import losses
+from cycleseg.model.errors import UserError
+from cycleseg.model.masks import IGNORE, one_hot
+from cycleseg.model.networks import create_network, init_weights
+from cycleseg.model.registry import Registry
 
 if TYPE_CHECKING:
-    from model.config import TrialConfig
-    from model.datasets import DatasetInfo
+    from cycleseg.model.config import TrialConfig
+    from cycleseg.model.data import DatasetInfo
+
+Wrapper = Callable[[nn.Module], nn.Module]
+
+
+def adam_options(device: torch.device) -> dict[str, bool]:
+    """Adam's implementation: fused on CUDA, foreach on CPU (the same math as the plain loop, fewer kernels)."""
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 @dataclass
@@ -70,57 +80,63 @@ class Batch:
 class Method:
     """Base class: networks, optimizers, device/precision handling, the two-phase training step.
 
-    ``networks`` holds what the forward passes call (possibly ``torch.compile``d, or wrapped in DDP
-    by the trainer); parameters, optimizers and ``state_dict`` use ``raw_networks``, the plain
-    modules underneath, so checkpoints carry no wrapper prefixes.
+    ``raw_networks`` are the plain modules: parameters, optimizers and ``state_dict`` use them, so
+    checkpoints carry no wrapper prefixes. ``networks`` are what the training forward passes call:
+    the same modules, possibly wrapped for data parallelism (``distribute``) and ``torch.compile``d.
+    A frozen network (a discriminator during the generator phase) and ``predict`` run unwrapped:
+    they need no gradient synchronisation.
     """
 
     uses_unlabeled: ClassVar[bool] = False
     all_labeled: ClassVar[bool] = False
+    LOSS_TERMS: ClassVar[tuple[str, ...]]  # every key optimize_parameters may return (a λ of 0 drops some)
 
-    def __init__(
-        self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int,
-        *, fast_optim: bool = True,
-    ) -> None:
-        """``fast_optim=False`` uses the plain for-loop Adam: the reference the fast path is tested against."""
+    @classmethod
+    def check(cls, cfg: TrialConfig, info: DatasetInfo) -> None:
+        """Refuse a config this method cannot train (``UserError`` naming the fix); called while resolving."""
         if info.height % 4 or info.width % 4:
             raise UserError(
                 f"image size {info.height}x{info.width} of dataset '{info.name}' is not divisible by 4, "
                 "which the generators need; set image_height/image_width to multiples of 4"
             )
+
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        self.check(cfg, info)
         self.cfg = cfg
         self.info = info
         self.device = torch.device(device)
         self.total_iters = total_iters
         self.iteration = 0  # optimize_parameters calls so far
-        self.fast_optim = fast_optim
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"  # never autocast on CPU
         self.raw_networks: dict[str, nn.Module] = {}
         self.networks: dict[str, nn.Module] = {}
+        self.frozen_networks: dict[str, nn.Module] = {}  # unwrapped (maybe compiled): frozen passes, predict
         self.optimizers: dict[str, Optimizer] = {}
+        self._frozen: set[str] = set()
 
     # --- building ---------------------------------------------------------------------------
     def _add_network(self, name: str, kind: str, **kwargs: Any) -> None:
         # init on CPU, then move: the same seed gives the same weights on every device
         net = init_weights(create_network(kind, **kwargs)).to(self.device, memory_format=self.memory_format)
         self.raw_networks[name] = net
-        self.networks[name] = torch.compile(net) if self.cfg.compile else net
+        self.frozen_networks[name] = self.networks[name] = self._compiled(net)
+
+    def _compiled(self, net: nn.Module) -> nn.Module:
+        return torch.compile(net) if self.cfg.compile else net
+
+    def distribute(self, wrap: Wrapper) -> None:
+        """Wrap every network's training forward with ``wrap`` (e.g. DistributedDataParallel)."""
+        self.networks = {n: self._compiled(wrap(m)) for n, m in self.raw_networks.items()}
 
     def _generator(self, in_channels: int, out_channels: int, out: str) -> dict[str, Any]:
         return dict(in_channels=in_channels, out_channels=out_channels, ngf=self.cfg.ngf,
                     n_blocks=self.cfg.n_blocks, out=out)
 
     def _adam(self, names: Iterable[str], lr: float, betas: tuple[float, float]) -> Adam:
-        """One Adam over the named networks: fused on CUDA, foreach on CPU (same math, fewer kernels)."""
+        """One Adam over the named networks."""
         params = [p for n in names for p in self.raw_networks[n].parameters()]
-        if not self.fast_optim:
-            impl: dict[str, bool] = {"foreach": False}
-        elif self.device.type == "cuda":
-            impl = {"fused": True}
-        else:
-            impl = {"foreach": True}
-        return Adam(params, lr=lr, betas=betas, **impl)
+        return Adam(params, lr=lr, betas=betas, **adam_options(self.device))
 
     # --- running ----------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -139,14 +155,16 @@ class Method:
 
     def _fwd(self, name: str, x: Tensor) -> Tensor:
         """One forward pass of network ``name`` (bf16 autocast if enabled); the output in fp32."""
+        net = self.frozen_networks[name] if name in self._frozen else self.networks[name]
         with self._autocast():
-            out = self.networks[name](x)
+            out = net(x)
         return out.float()
 
     def _set_requires_grad(self, names: Iterable[str], flag: bool) -> None:
         for n in names:
             for p in self.raw_networks[n].parameters():
                 p.requires_grad_(flag)
+            (self._frozen.discard if flag else self._frozen.add)(n)
 
     def _step(self, opt: str, loss: Tensor) -> None:
         self.optimizers[opt].zero_grad(set_to_none=True)
@@ -155,7 +173,13 @@ class Method:
 
     def predict(self, x: Tensor) -> Tensor:
         """G_IS logits (B, C, H, W) in fp32. The caller picks eval mode and ``torch.no_grad``."""
-        return self._fwd("G_IS", self._image(x))
+        with self._autocast():
+            out = self.frozen_networks["G_IS"](self._image(x))
+        return out.float()
+
+    def eval_mode(self) -> contextlib.AbstractContextManager:
+        """Every network in eval mode for the block, then back to the mode each had."""
+        return _eval_mode(list(self.raw_networks.values()))
 
     # --- training ---------------------------------------------------------------------------
     def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -205,13 +229,26 @@ class Method:
 METHODS: Registry[type[Method]] = Registry("method")
 
 
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def create_method(cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> Method:
+    """The method ``cfg.method`` with its networks initialised from ``cfg.seed`` (same seed, same weights)."""
+    seed_everything(cfg.seed)
+    return METHODS.get(cfg.method)(cfg, info, device, total_iters)
+
+
 @METHODS.register("partial")
 class Partial(Method):
     """Supervised G_IS on the labeled subset: L^S_gen (Eq. 1) only."""
 
-    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int,
-                 *, fast_optim: bool = True) -> None:
-        super().__init__(cfg, info, device, total_iters, fast_optim=fast_optim)
+    LOSS_TERMS = ("S_gen", "G_total")
+
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        super().__init__(cfg, info, device, total_iters)
         self._add_network("G_IS", "resnet_generator", **self._generator(info.in_channels, info.num_classes, "logits"))
         self.optimizers["G"] = self._adam(["G_IS"], cfg.lr, (cfg.beta1, cfg.beta2))
 
@@ -233,10 +270,11 @@ class CycleGAN(Method):
 
     uses_unlabeled = True
     DISCRIMINATORS = ("D_S", "D_I")
+    LOSS_TERMS = ("S_gen", "I_gen", "S_cycle", "I_cycle", "S_adv_G", "I_adv_G", "G_total",
+                  "S_adv_D", "I_adv_D", "D_total")
 
-    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int,
-                 *, fast_optim: bool = True) -> None:
-        super().__init__(cfg, info, device, total_iters, fast_optim=fast_optim)
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        super().__init__(cfg, info, device, total_iters)
         c, c_in = info.num_classes, info.in_channels
         # fixed order, all four always built: G_IS gets the same init under a seed whatever the λ's
         self._add_network("G_IS", "resnet_generator", **self._generator(c_in, c, "logits"))
@@ -265,7 +303,7 @@ class CycleGAN(Method):
         saved: dict[str, Tensor] = {}
 
         terms["S_gen"] = losses.cross_entropy(self._fwd("G_IS", x), y)  # Eq. 1
-        y_onehot = self._fmt(losses.one_hot(y, self.info.num_classes)) if lam1 or lam2 or lam4 or lam5 else None
+        y_onehot = self._fmt(one_hot(y, self.info.num_classes)) if lam1 or lam2 or lam4 or lam5 else None
         if lam1 > 0 or lam2 > 0 or lam5 > 0:
             x_fake = self._fwd("G_SI", y_onehot)  # G_SI(y)
             if lam1 > 0:
@@ -313,7 +351,7 @@ class CycleGAN(Method):
 def hung_pseudo_labels(logits_u: Tensor, d_u: Tensor, t_semi: float) -> Tensor:
     """Hung et al. self-training target: argmax of the prediction, 255 where sigmoid(D) < T_semi."""
     labels = logits_u.detach().argmax(dim=1)
-    return labels.masked_fill(torch.sigmoid(d_u.detach()).squeeze(1) < t_semi, losses.IGNORE)
+    return labels.masked_fill(torch.sigmoid(d_u.detach()).squeeze(1) < t_semi, IGNORE)
 
 
 @METHODS.register("hung")
@@ -328,15 +366,19 @@ class Hung(Method):
     """
 
     uses_unlabeled = True
+    LOSS_TERMS = ("S_gen", "adv_G", "semi_adv_G", "semi_G", "G_total", "D_total")
 
-    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int,
-                 *, fast_optim: bool = True) -> None:
+    @classmethod
+    def check(cls, cfg: TrialConfig, info: DatasetInfo) -> None:
+        super().check(cfg, info)
         if info.height < 32 or info.width < 32:
             raise UserError(
                 f"method 'hung' needs images at least 32x32 (its discriminator has five stride-2 convs), "
                 f"dataset '{info.name}' is {info.height}x{info.width}; set image_height/image_width >= 32"
             )
-        super().__init__(cfg, info, device, total_iters, fast_optim=fast_optim)
+
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        super().__init__(cfg, info, device, total_iters)
         self._add_network("G_IS", "resnet_generator", **self._generator(info.in_channels, info.num_classes, "logits"))
         self._add_network("D", "hung_discriminator", in_channels=info.num_classes, ndf=cfg.ndf)
         self.optimizers["G"] = self._adam(["G_IS"], cfg.lr, (cfg.beta1, cfg.beta2))
@@ -350,7 +392,7 @@ class Hung(Method):
         cfg = self.cfg
         self._set_requires_grad(["D"], False)
         y = self._mask(batch.y)
-        valid = y != losses.IGNORE
+        valid = y != IGNORE
         terms: dict[str, Tensor] = {}
         total_parts: list[Tensor] = []
 
@@ -392,8 +434,28 @@ class Hung(Method):
             unl = torch.ones(len(saved["p_u"]), *mask.shape[1:], dtype=torch.bool, device=mask.device)
             mask = torch.cat([mask, unl])
         d_fake = losses.bce_logits(self._fwd("D", self._fmt(fake)), 0.0, mask)
-        y_onehot = self._fmt(losses.one_hot(saved["y"], self.info.num_classes))
+        y_onehot = self._fmt(one_hot(saved["y"], self.info.num_classes))
         d_real = losses.bce_logits(self._fwd("D", y_onehot), 1.0, saved["valid"])
         total = 0.5 * (d_fake + d_real)
         self._step("D", total)
         return {"D_total": total.detach()}
+
+
+@contextlib.contextmanager
+def _eval_mode(nets: list[nn.Module]) -> Iterator[None]:
+    was = [n.training for n in nets]
+    for n in nets:
+        n.eval()
+    try:
+        yield
+    finally:
+        for n, t in zip(nets, was, strict=True):
+            n.train(t)
+
+
+def loss_terms() -> tuple[str, ...]:
+    """Every loss key any registered method logs, in first-seen order: what the epoch records hold."""
+    seen: dict[str, None] = {}
+    for name in METHODS:
+        seen.update(dict.fromkeys(METHODS.get(name).LOSS_TERMS))
+    return tuple(seen)

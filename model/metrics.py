@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from model.datasets import IGNORE_INDEX
+from cycleseg.model.masks import IGNORE
 
 
 class ConfusionMatrix:
@@ -43,12 +43,12 @@ class ConfusionMatrix:
         target = target.to(device=self.mat.device, dtype=torch.int64)
         pred = pred.to(device=self.mat.device, dtype=torch.int64)
         # Ignored pixels go to bin C*C, out-of-range ones to C*C+1 (an error); both are dropped.
-        ignore = target == IGNORE_INDEX
+        ignore = target == IGNORE
         bad = ~ignore & ((target < 0) | (target >= c) | (pred < 0) | (pred >= c))
         idx = torch.where(ignore, c * c, torch.where(bad, c * c + 1, target * c + pred)).flatten()
         counts = torch.bincount(idx, minlength=c * c + 2)
         if counts[c * c + 1] > 0:
-            raise ValueError(f"pred or target holds a class outside 0..{c - 1} (target {IGNORE_INDEX} = ignore)")
+            raise ValueError(f"pred or target holds a class outside 0..{c - 1} (target {IGNORE} = ignore)")
         self.mat += counts[: c * c].view(c, c)
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:

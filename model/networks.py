@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.registry import Registry
+from cycleseg.model.registry import Registry
 
 NETWORKS: Registry[type[nn.Module]] = Registry("network")
 

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from model.io import atomic_write
+from cycleseg.model.io import atomic_write
+from cycleseg.model.masks import IGNORE
 
 if TYPE_CHECKING:
-    from model.datasets import PreparedData
-    from model.methods import Method
+    from cycleseg.model.data import PreparedData
+    from cycleseg.model.methods import Method
 
 IGNORE_COLOR = (255, 255, 255)
 
@@ -28,7 +29,7 @@ def palette(num_classes: int) -> np.ndarray:
             b |= ((c >> 2) & 1) << (7 - j)
             c >>= 3
         pal[i] = (r, g, b)
-    pal[255] = IGNORE_COLOR
+    pal[IGNORE] = IGNORE_COLOR
     return pal
 
 
@@ -51,8 +52,8 @@ def sample_columns(
     methods: dict[str, Method], data: PreparedData, generator: Method | None = None, n: int = 4
 ) -> dict[str, list[np.ndarray]]:
     """The grid's columns for the first ``n`` validation images, each a list of (H, W, 3) arrays."""
-    from model.datasets import normalize_images
-    from model.losses import one_hot
+    from cycleseg.model.data import normalize_images
+    from cycleseg.model.masks import one_hot
 
     n = min(n, len(data.val_images))
     c = data.info.num_classes
@@ -63,13 +64,13 @@ def sample_columns(
         "ground truth": [colorize(m, c) for m in masks.numpy()],
     }
     for name, method in methods.items():
-        dev = next(method.networks["G_IS"].parameters()).device
-        pred = method.predict(normalize_images(images.to(dev))).argmax(1).cpu().numpy()
+        with method.eval_mode():
+            pred = method.predict(normalize_images(images.to(method.device))).argmax(1).cpu().numpy()
         cols[f"{name} prediction"] = [colorize(p, c) for p in pred]
-    g_si = generator.networks.get("G_SI") if generator is not None else None
+    g_si = generator.raw_networks.get("G_SI") if generator is not None else None
     if g_si is not None:
-        dev = next(g_si.parameters()).device
-        fake = g_si(one_hot(masks.to(dev), c).float()).float().cpu().numpy()
+        with generator.eval_mode():
+            fake = g_si(one_hot(masks.to(generator.device), c).float()).float().cpu().numpy()
         cols["G_SI(ground truth)"] = [to_display(f) for f in fake]
     return cols
 

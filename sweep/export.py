@@ -17,19 +17,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from model.config import config_to_yaml, resolve_config
-from model.errors import UserError
-from model.io import atomic_write_text
-from sweep import results as res
-
-
-def load_trials(results: str | Path) -> pd.DataFrame:
-    """The ``trials/`` table of a sweep folder; a ``UserError`` when there is none."""
-    if not res.trial_ids(results):
-        raise UserError(
-            f"no trials in '{results}' (no {res.TRIALS_DIR}/*.parquet); pass a sweep folder, e.g. runs/demo"
-        )
-    return res.read_table(results).to_pandas()
+from cycleseg.model.config import config_to_yaml
+from cycleseg.model.errors import UserError
+from cycleseg.model.io import atomic_write_text
+from cycleseg.model.resolve import resolve_config
+from cycleseg.sweep import results as res
 
 
 def rank_configs(df: pd.DataFrame, metric: str, mode: str, *, per_seed: bool) -> pd.DataFrame:
@@ -63,7 +55,7 @@ def export_best_config(
     output: str | Path = "best.yaml",
 ) -> Path:
     """Write the chosen configuration to ``output`` (atomically) and return its path."""
-    df = load_trials(results)
+    df = res.read_sweeps([results]).trials
     source: dict[str, Any] = {"sweep": str(df["sweep"].iloc[0]), "results": str(results)}
     if trial_id is not None:
         chosen = df[df["trial_id"] == trial_id]

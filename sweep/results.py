@@ -1,10 +1,11 @@
-"""Sweep results as Parquet, one file per trial, under ``<storage>/<sweep>/``.
+"""Sweep results as Parquet, one file per trial, under ``<storage>/<sweep>/``: the one writer and the one reader.
 
-``trials/<trial_id>.parquet`` holds one row per trial, ``epochs/<trial_id>.parquet`` one row per
-epoch; every file is written with the one schema below (``TRIALS_SCHEMA`` / ``EPOCHS_SCHEMA``), so
-each folder reads as a dataset with no extra step: ``pd.read_parquet(dir / "trials")``,
-``pyarrow.dataset.dataset(...)``, DuckDB ``read_parquet('dir/trials/*.parquet')``, Polars.
-Files are written atomically, the epochs file before the trials file: a trial file means done.
+``trials/<trial_id>.parquet`` holds one row per trial (``TRIALS_SCHEMA``), ``epochs/<trial_id>.parquet``
+one row per epoch (``EPOCHS_SCHEMA``: the epoch record of ``cycleseg.model.records`` behind the trial's
+identifiers). Every file has its folder's one schema, so each folder reads as a dataset with no extra
+step: ``pd.read_parquet(dir / "trials")``, ``pyarrow.dataset``, DuckDB ``read_parquet('dir/trials/*.parquet')``,
+Polars. Files are written atomically, the epochs file before the trials file: a trial file means done.
+``read_sweeps`` is how report and best-config read them.
 """
 
 from __future__ import annotations
@@ -12,44 +13,49 @@ from __future__ import annotations
 import functools
 import io
 import json
-import math
 import subprocess
 import types
 import typing
-from dataclasses import fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.config import TrialConfig
-from model.io import atomic_write, atomic_write_bytes
+from cycleseg.model.config import TrialConfig
+from cycleseg.model.data import dataset_info
+from cycleseg.model.errors import UserError
+from cycleseg.model.records import epoch_schema, epoch_table, is_finite
+from cycleseg.sweep import storage
 
 TRIALS_DIR = "trials"
 EPOCHS_DIR = "epochs"
 STATUSES = ("completed", "early_stopped", "diverged", "failed")
-# Every loss term a method logs (ARCHITECTURE.md, "Loss-term keys"); a method logs a subset.
-LOSS_KEYS = (
-    "S_gen", "I_gen", "S_cycle", "I_cycle", "S_adv_G", "I_adv_G", "G_total", "S_adv_D", "I_adv_D", "D_total",
-    "adv_G", "semi_adv_G", "semi_G",
-)  # fmt: skip
 
 
 def _arrow_type(tp: Any) -> pa.DataType:
-    if isinstance(tp, types.UnionType):
-        (tp,) = (a for a in tp.__args__ if a is not type(None))
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        (tp,) = (a for a in typing.get_args(tp) if a is not type(None))
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) is typing.Literal:
+        return pa.string()
     return {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}[tp]
 
 
-_HINTS = typing.get_type_hints(TrialConfig)
-CONFIG_COLUMNS: tuple[pa.Field, ...] = tuple(pa.field(f.name, _arrow_type(_HINTS[f.name])) for f in fields(TrialConfig))
+_HINTS = typing.get_type_hints(TrialConfig, include_extras=True)
+CONFIG_COLUMNS: tuple[pa.Field, ...] = tuple(pa.field(name, _arrow_type(tp)) for name, tp in _HINTS.items())
+ID_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("sweep", pa.string()),
+    pa.field("trial_id", pa.string()),
+    pa.field("config_hash", pa.string()),
+)
 
 TRIALS_SCHEMA = pa.schema(
     [
-        pa.field("sweep", pa.string()),
-        pa.field("trial_id", pa.string()),
-        pa.field("config_hash", pa.string()),
+        *ID_FIELDS,
         pa.field("group_hash", pa.string()),  # hash without the seed: replicates share it
         pa.field("variant", pa.string()),
         pa.field("status", pa.string()),
@@ -73,20 +79,7 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("git_commit", pa.string()),
     ]
 )
-
-EPOCHS_SCHEMA = pa.schema(
-    [
-        pa.field("sweep", pa.string()),
-        pa.field("trial_id", pa.string()),
-        pa.field("config_hash", pa.string()),
-        pa.field("epoch", pa.int64()),
-        pa.field("val_miou", pa.float64()),
-        pa.field("val_pixel_acc", pa.float64()),
-        pa.field("lr", pa.float64()),
-        pa.field("epoch_seconds", pa.float64()),
-        *(pa.field(f"loss_{k}", pa.float64()) for k in LOSS_KEYS),
-    ]
-)
+EPOCHS_SCHEMA = epoch_schema(ID_FIELDS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,10 +97,6 @@ def trial_status(cfg: TrialConfig, history: list[dict[str, Any]], error: str | N
     return "completed"
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)
-
-
 def trial_row(
     *,
     sweep: str,
@@ -121,10 +110,8 @@ def trial_row(
     checkpoint_path: str | None,
     versions: dict[str, str | None],
 ) -> dict[str, Any]:
-    """The ``trials/`` row of one finished trial from its per-epoch metrics (the trainer's history)."""
-    from model.datasets import dataset_info
-
-    scored = [m for m in history if _finite(m.get("val_miou"))]
+    """The ``trials/`` row of one finished trial from its per-epoch records (the trainer's history)."""
+    scored = [m for m in history if is_finite(m.get("val_miou"))]
     best = max(scored, key=lambda m: m["val_miou"]) if scored else None
     final = history[-1] if history else None
     return {
@@ -150,30 +137,6 @@ def trial_row(
         "error": error,
         **versions,
     }
-
-
-def epoch_rows(sweep: str, trial_id: str, cfg: TrialConfig, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``epochs/`` rows; a loss key outside ``LOSS_KEYS`` is a contract change and raises."""
-    rows = []
-    for m in history:
-        losses = {k[5:]: v for k, v in m.items() if k.startswith("loss_")}
-        unknown = set(losses) - set(LOSS_KEYS)
-        if unknown:
-            raise ValueError(f"loss terms {sorted(unknown)} are not in sweep.results.LOSS_KEYS; add them there")
-        rows.append(
-            {
-                "sweep": sweep,
-                "trial_id": trial_id,
-                "config_hash": cfg.hash(),
-                "epoch": int(m["epoch"]),
-                "val_miou": m.get("val_miou"),
-                "val_pixel_acc": m.get("val_pixel_acc"),
-                "lr": m.get("lr"),
-                "epoch_seconds": m.get("epoch_seconds"),
-                **{f"loss_{k}": losses.get(k) for k in LOSS_KEYS},
-            }
-        )
-    return rows
 
 
 @functools.cache
@@ -203,80 +166,84 @@ def software_versions() -> dict[str, str | None]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Files: a local folder (atomic temp file + rename) or a URI (s3://, gs://: one PUT is atomic)
+# Writing
 
 
-def is_uri(location: str | Path) -> bool:
-    return "://" in str(location) and not str(location).startswith("file://")
-
-
-def local_path(location: str | Path) -> Path:
-    s = str(location)
-    return Path(s[len("file://") :] if s.startswith("file://") else s)
-
-
-def write_bytes(dest: str, data: bytes | None = None, *, table: pa.Table | None = None) -> None:
-    """Write ``data`` (or ``table`` as Parquet) to ``dest``, a local path or a URI, all or nothing."""
-    if not is_uri(dest):
-        if table is not None:
-            atomic_write(local_path(dest), lambda p: pq.write_table(table, p))
-        else:
-            atomic_write_bytes(local_path(dest), data or b"")
-        return
-    import pyarrow.fs as pafs
-
-    if table is not None:
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        data = buf.getvalue()
-    fs, path = pafs.FileSystem.from_uri(dest)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(data or b"")
-
-
-def read_bytes(src: str) -> bytes | None:
-    """The content of ``src`` (local path or URI), None if it does not exist."""
-    if not is_uri(src):
-        p = local_path(src)
-        return p.read_bytes() if p.is_file() else None
-    import pyarrow.fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(src)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as f:
-        return f.read()
-
-
-def write_trial(sweep_dir: str | Path, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
+def write_trial(sweep_dir: str | Path, row: dict[str, Any], history: list[dict[str, Any]]) -> None:
     """Write ``epochs/<id>.parquet`` then ``trials/<id>.parquet`` (the latter marks the trial done)."""
-    base = str(sweep_dir).rstrip("/")
     tid = row["trial_id"]
-    write_bytes(f"{base}/{EPOCHS_DIR}/{tid}.parquet", table=pa.Table.from_pylist(epochs, schema=EPOCHS_SCHEMA))
-    write_bytes(f"{base}/{TRIALS_DIR}/{tid}.parquet", table=pa.Table.from_pylist([row], schema=TRIALS_SCHEMA))
+    ids = {"sweep": row["sweep"], "trial_id": tid, "config_hash": row["config_hash"]}
+    storage.write_bytes(storage.join(sweep_dir, EPOCHS_DIR, f"{tid}.parquet"),
+                        table=epoch_table(history, ids, ID_FIELDS))
+    storage.write_bytes(storage.join(sweep_dir, TRIALS_DIR, f"{tid}.parquet"),
+                        table=pa.Table.from_pylist([row], schema=TRIALS_SCHEMA))
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
 
 
 def trial_ids(sweep_dir: str | Path) -> set[str]:
     """Trials whose file has landed."""
-    if is_uri(sweep_dir):
-        import pyarrow.fs as pafs
-
-        fs, path = pafs.FileSystem.from_uri(f"{str(sweep_dir).rstrip('/')}/{TRIALS_DIR}")
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        names = [i.base_name for i in infos]
-    else:
-        d = local_path(sweep_dir) / TRIALS_DIR
-        names = [p.name for p in d.iterdir()] if d.is_dir() else []
+    names = storage.list_files(storage.join(sweep_dir, TRIALS_DIR))
     return {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and not n.startswith(".")}
 
 
-def read_table(sweep_dir: str | Path, which: str = TRIALS_DIR) -> pa.Table:
-    """All ``trials`` (or ``epochs``) files of a sweep as one table; empty (with the schema) if none."""
-    schema = TRIALS_SCHEMA if which == TRIALS_DIR else EPOCHS_SCHEMA
-    if not trial_ids(sweep_dir):
-        return schema.empty_table()
-    import pyarrow.dataset as ds
+def _read_folder(folder: str, schema: pa.Schema) -> list[pa.Table]:
+    """Every ``*.parquet`` file in ``folder`` (temp files of writers at work start with '.'), each checked."""
+    tables = []
+    for name in storage.list_files(folder):
+        if not name.endswith(".parquet") or name.startswith("."):
+            continue
+        path = storage.join(folder, name)
+        try:
+            table = pq.read_table(io.BytesIO(storage.read_bytes(path) or b""))
+        except (OSError, pa.ArrowException) as e:
+            raise UserError(f"results file '{path}' is damaged ({str(e).splitlines()[0]}); delete it (its trial "
+                            "then counts as not finished: run the sweep again with --resume)") from None
+        missing = [f.name for f in schema if f.name not in table.column_names]
+        if missing:
+            raise UserError(f"results file '{path}' lacks the column(s) {', '.join(missing[:5])}: it was not written "
+                            "by this version of cycleseg (sweep/results.py); delete it or read it with that version")
+        tables.append(table.select(schema.names).cast(schema))
+    return tables
 
-    loc = f"{str(sweep_dir).rstrip('/')}/{which}"
-    return ds.dataset(loc if is_uri(loc) else str(local_path(loc)), schema=schema, format="parquet").to_table()
+
+@dataclass
+class Sweeps:
+    """The trials and epochs of one or more sweep folders, as DataFrames."""
+
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    sources: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def read_sweeps(paths: list[str | Path]) -> Sweeps:
+    """Read the trials/ and epochs/ files of every sweep folder in ``paths`` (local folders or URIs)."""
+    if not paths:
+        raise UserError("no results given; pass one or more sweep folders, e.g. runs/demo")
+    sources = [str(p) for p in paths]
+    notes: list[str] = []
+    trials: list[pa.Table] = []
+    epochs: list[pa.Table] = []
+    for p in sources:
+        if not storage.is_dir(storage.join(p, TRIALS_DIR)) and not storage.is_dir(storage.join(p, EPOCHS_DIR)):
+            raise UserError(f"'{p}' is not a sweep folder (no {TRIALS_DIR}/ or {EPOCHS_DIR}/ inside); pass the "
+                            "folder a sweep wrote, e.g. runs/demo")
+        trials += _read_folder(storage.join(p, TRIALS_DIR), TRIALS_SCHEMA)
+        epochs += _read_folder(storage.join(p, EPOCHS_DIR), EPOCHS_SCHEMA)
+    if not trials:
+        raise UserError(f"no finished trials yet in {', '.join(sources)} ({TRIALS_DIR}/ is empty); wait for the first "
+                        "trial to finish or check the path")
+    t = pa.concat_tables(trials).to_pandas()
+    before = len(t)
+    t = t.drop_duplicates(subset=["sweep", "trial_id"], keep="last").reset_index(drop=True)
+    if len(t) < before:
+        notes.append(f"{before - len(t)} trial file(s) read twice (same sweep and trial_id) counted once")
+    e = pa.concat_tables(epochs).to_pandas() if epochs else EPOCHS_SCHEMA.empty_table().to_pandas()
+    e = e.drop_duplicates(subset=["sweep", "trial_id", "epoch"], keep="last").reset_index(drop=True)
+    running = set(zip(e["sweep"], e["trial_id"], strict=True)) - set(zip(t["sweep"], t["trial_id"], strict=True))
+    if running:
+        notes.append(f"{len(running)} trial(s) have epochs but no result yet (still running or lost): not reported")
+    return Sweeps(t, e, sources, notes)

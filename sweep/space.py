@@ -1,8 +1,8 @@
-"""Search spaces: ``search_spaces/*.yaml`` parsed and validated into typed objects (Optuna style).
+"""Search spaces: ``search_spaces/*.yaml`` parsed by a typed model, then expanded into trials (Optuna style).
 
 A space is a ``base`` config, ``grid`` factors expanded exhaustively, named ablation ``variants``,
 ``seeds`` (replicates: every configuration runs with the same seeds), an optional ``search`` over
-continuous fields run inside each grid cell, and an optional ASHA ``scheduler``::
+fields run inside each grid cell (Optuna's typed distributions), and an optional ASHA ``scheduler``::
 
     description: what the sweep is for
     base: {dataset: digits, preset: tiny, epochs: 3}   # or a path to a config YAML (best-config)
@@ -12,90 +12,208 @@ continuous fields run inside each grid cell, and an optional ASHA ``scheduler``:
     search: {algorithm: tpe, num_samples: 20, params: {lambda_2: {distribution: loguniform, low: 0.005, high: 0.5}}}
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
 
+``SpaceFile`` is the file's pydantic model: every config value in ``base``, ``grid`` and ``variants``
+is checked with the type and range its ``TrialConfig`` field declares, and ``schema_json()`` is the
+JSON Schema shipped as ``search_spaces/schema.json`` (editors validate a space as it is typed).
+
 Precedence per trial, lowest first: TrialConfig defaults, ``base``, ``--set``, grid factors,
-the variant's overrides, the seed. Every expanded trial is checked with ``resolve_config`` so bad
-values fail here, before Ray starts; errors name the file, the field and the fix.
+the variant's overrides, the seed. Every expanded trial is resolved (``resolve_config``) so a bad
+combination fails here, before Ray starts; errors name the file, the field and the fix.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
-import math
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from model.config import FIELD_NAMES, TrialConfig, coerce_value, load_config_file, resolve_config
-from model.errors import UserError
-from model.registry import suggest
+from cycleseg.model.config import FIELD_NAMES, TrialConfig, describe, error_line
+from cycleseg.model.errors import UserError
+from cycleseg.model.registry import suggest
+from cycleseg.model.resolve import load_config_file, read_yaml_mapping, resolve_config
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
-DEFAULT_SPACE = SHIPPED_DIR / "demo.yaml"
-
-TOP_KEYS = ("description", "base", "grid", "seeds", "variants", "search", "scheduler")
-SEARCH_KEYS = ("algorithm", "num_samples", "metric", "mode", "seed", "params", "points_to_evaluate")
-PARAM_KEYS = ("distribution", "low", "high", "values")
-SCHEDULER_KEYS = ("type", "metric", "mode", "grace_period", "reduction_factor", "max_t")
-ALGORITHMS = ("tpe", "random")
-DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+SHIPPED_PACKAGE = "cycleseg.search_spaces"
+DEFAULT_SPACE = "demo"
+SCHEMA_FILE = "schema.json"
 MODES = ("max", "min")
 
 
-@dataclass(frozen=True)
-class SearchParam:
-    """One searched config field: ``uniform``/``loguniform``/``int`` over [low, high], or ``choice``."""
+# ----------------------------------------------------------------------------------------------
+# The file's typed model
 
-    name: str
-    distribution: str
+
+def _field_type(name: str) -> Any:
+    """Config field ``name``'s type with its declared range (what ``TrialConfig`` checks)."""
+    fi = TrialConfig.__pydantic_fields__[name]
+    return Annotated[(fi.annotation, *fi.metadata)] if fi.metadata else fi.annotation
+
+
+_STRICT = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+# Config keys, each optional; an explicit null is checked against the field's type (defaults are not).
+ConfigLayer = create_model(
+    "ConfigLayer", __config__=_STRICT,
+    **{n: (_field_type(n), Field(None, description=describe(n))) for n in FIELD_NAMES},
+)
+# Grid factors: any config key, with a non-empty list of values of its type.
+Grid = create_model(
+    "Grid", __config__=_STRICT,
+    **{n: (list[_field_type(n)], Field(None, min_length=1, description=describe(n))) for n in FIELD_NAMES},
+)
+FieldName = Literal[FIELD_NAMES]  # type: ignore[valid-type]
+
+
+class ParamSpec(BaseModel):
+    """One searched config field: ``uniform``/``loguniform``/``int`` over [low, high], or ``choice`` of values."""
+
+    model_config = ConfigDict(extra="forbid")
+    distribution: Literal["uniform", "loguniform", "int", "choice"]
     low: float | None = None
     high: float | None = None
-    values: tuple[Any, ...] = ()
+    values: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.distribution == "choice":
+            if self.values is None:
+                raise ValueError("distribution: choice needs values: [...]")
+        else:
+            if self.values is not None:
+                raise ValueError("values is for distribution: choice; give low and high")
+            if self.low is None or self.high is None:
+                raise ValueError(f"distribution: {self.distribution} needs low and high")
+            self.to_optuna()  # Optuna checks low < high, log > 0 and integer bounds
+        return self
+
+    def to_optuna(self) -> Any:
+        """The Optuna distribution (``FloatDistribution``, ``IntDistribution``, ``CategoricalDistribution``)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.distribution == "choice":
+            return CategoricalDistribution(self.values)
+        if self.distribution == "int":
+            if not (float(self.low).is_integer() and float(self.high).is_integer()):
+                raise ValueError("distribution: int needs whole-number low and high")
+            return IntDistribution(int(self.low), int(self.high))
+        if self.distribution == "loguniform" and self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.low}; use uniform to include 0")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return FloatDistribution(self.low, self.high, log=self.distribution == "loguniform")
 
     def bounds(self) -> tuple[Any, ...]:
-        """The extreme values, checked through ``resolve_config`` before anything runs."""
-        return self.values if self.distribution == "choice" else (self.low, self.high)
-
-    def tune_domain(self) -> Any:
-        from ray import tune
-
-        if self.distribution == "uniform":
-            return tune.uniform(self.low, self.high)
-        if self.distribution == "loguniform":
-            return tune.loguniform(self.low, self.high)
-        if self.distribution == "int":
-            return tune.randint(int(self.low), int(self.high) + 1)  # randint excludes its upper end
-        return tune.choice(list(self.values))
+        """The extreme values, resolved as configs before anything runs."""
+        return tuple(self.values) if self.distribution == "choice" else (self.low, self.high)
 
 
-@dataclass(frozen=True)
-class Search:
+class SearchSpec(BaseModel):
     """Optuna TPE (or random) sampling of ``params`` inside each grid cell, ``num_samples`` per cell.
 
     The objective of one sampled configuration is ``metric`` at its best epoch, averaged over the
     seeds; ``points_to_evaluate`` (e.g. the paper's values) are tried first.
     """
 
-    params: tuple[SearchParam, ...]
-    algorithm: str = "tpe"
-    num_samples: int = 10
+    model_config = ConfigDict(extra="forbid")
+    algorithm: Literal["tpe", "random"] = "tpe"
+    num_samples: Annotated[int, Field(ge=1)] = 10
     metric: str = "val_miou"
-    mode: str = "max"
-    seed: int = 0
-    points_to_evaluate: tuple[dict[str, Any], ...] = ()
+    mode: Literal[MODES] = "max"  # type: ignore[valid-type]
+    seed: Annotated[int, Field(ge=0)] = 0
+    params: dict[FieldName, ParamSpec] = Field(min_length=1)
+    points_to_evaluate: list[dict[FieldName, Any]] = []
+
+    @model_validator(mode="after")
+    def _points_give_every_param(self) -> SearchSpec:
+        names = set(self.params)
+        for i, pt in enumerate(self.points_to_evaluate):
+            if set(pt) != names:
+                raise ValueError(f"points_to_evaluate[{i}] must give exactly the searched fields "
+                                 f"({', '.join(self.params)}), got {', '.join(pt)}")
+        return self
 
 
-@dataclass(frozen=True)
-class Scheduler:
+class SchedulerSpec(BaseModel):
     """ASHA early stopping on ``metric`` per epoch; ``max_t`` None = the trials' epochs."""
 
-    type: str = "asha"
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["asha"] = "asha"
     metric: str = "val_miou"
-    mode: str = "max"
-    grace_period: int = 1
-    reduction_factor: int = 2
-    max_t: int | None = None
+    mode: Literal[MODES] = "max"  # type: ignore[valid-type]
+    grace_period: Annotated[int, Field(ge=1)] = 1
+    reduction_factor: Annotated[int, Field(ge=2)] = 2
+    max_t: Annotated[int, Field(ge=1)] | None = None
+
+
+class SpaceFile(BaseModel):
+    """A search-space YAML file (``base`` already read when the file gives a path)."""
+
+    model_config = ConfigDict(extra="forbid", title="cycleseg search space")
+    description: str = ""
+    base: ConfigLayer = Field(default_factory=ConfigLayer, description="config every trial starts from")  # type: ignore[valid-type]
+    grid: Grid | None = Field(None, description="factors expanded exhaustively (non-empty lists)")  # type: ignore[valid-type]
+    seeds: list[_field_type("seed")] | None = Field(  # type: ignore[valid-type]
+        None, min_length=1, description="replicates: every configuration runs with each seed"
+    )
+    variants: dict[str, ConfigLayer] | None = Field(  # type: ignore[valid-type]
+        None, min_length=1, description="named ablation overrides, e.g. no_label_cycle: {lambda_2: 0}"
+    )
+    search: SearchSpec | None = None
+    scheduler: SchedulerSpec | None = None
+
+
+class _SpaceFileSchema(SpaceFile):
+    base: ConfigLayer | str = Field(  # type: ignore[valid-type]
+        default_factory=ConfigLayer, description="config every trial starts from, or a config YAML's path"
+    )
+
+
+def schema_json() -> str:
+    """The JSON Schema of a search-space file (shipped as ``search_spaces/schema.json``)."""
+    return json.dumps(_SpaceFileSchema.model_json_schema(), indent=1, sort_keys=True) + "\n"
+
+
+_KEYS_AT = {
+    (): tuple(SpaceFile.model_fields),
+    ("search",): tuple(SearchSpec.model_fields),
+    ("scheduler",): tuple(SchedulerSpec.model_fields),
+}
+
+
+def _space_error(e: ValidationError, where: str) -> str:
+    errors = e.errors(include_url=False)
+    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
+    loc = tuple(err["loc"])
+    parent, key = loc[:-1], str(loc[-1]) if loc else ""
+    if err["type"] == "extra_forbidden":
+        config_level = parent[:1] in (("base",), ("grid",)) or parent[:1] == ("variants",)
+        allowed = FIELD_NAMES if config_level else _KEYS_AT.get(parent, tuple(ParamSpec.model_fields))
+        what = ".".join(map(str, parent)) or "the top level"
+        kind = "config key" if config_level else "key"
+        return f"{where}unknown {kind} '{key}' in {what}{suggest(key, allowed)}; allowed: {', '.join(allowed)}"
+    if err["type"] == "literal_error" and loc[:2] == ("search", "params"):
+        return f"{where}search.params: unknown config key '{err['input']}'{suggest(str(err['input']), FIELD_NAMES)}"
+    name = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    if err["type"] in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{where}{name} must be a mapping (key: value lines), got {type(err['input']).__name__}"
+    if err["type"] == "list_type":
+        return f"{where}{name} must be a list, e.g. [0.1, 0.2], got {err['input']!r}"
+    if err["type"] == "too_short":
+        return f"{where}{name} is empty; list at least one value or remove it"
+    if err["type"] == "missing":
+        return f"{where}{name} is required"
+    if err["type"] == "value_error":
+        return f"{where}{name}: {err['msg'].removeprefix('Value error, ')}"
+    field_name = next((str(p) for p in reversed(loc) if str(p) in FIELD_NAMES), None)
+    line = error_line(ValidationError.from_exception_data("x", [{**err, "loc": (field_name or name,)}]))
+    return f"{where}{line.replace(field_name or name, name, 1)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The expanded space
 
 
 @dataclass(frozen=True)
@@ -125,16 +243,13 @@ class SearchSpace:
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None  # None: the base's seed
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    search: Search | None = None
-    scheduler: Scheduler | None = None
+    search: SearchSpec | None = None
+    scheduler: SchedulerSpec | None = None
     description: str = ""
 
     @property
     def name(self) -> str:
         return self.path.stem
-
-    def _where(self) -> str:
-        return f"{self.path}: "
 
     def cells(self, sets: dict[str, Any] | None = None) -> list[Cell]:
         """Grid × variants (no seeds), each resolved once to validate it; identical configs once."""
@@ -145,10 +260,11 @@ class SearchSpace:
         keys = list(self.grid)
         for name, overrides in variants:
             for combo in itertools.product(*(self.grid[k] for k in keys)):
-                layer = {**base, **dict(zip(keys, combo, strict=True)), **overrides}
-                cfg = self._resolve(layer, name, dict(zip(keys, combo, strict=True)))
+                factors = dict(zip(keys, combo, strict=True))
+                layer = {**base, **factors, **overrides}
+                cfg = self._resolve(layer, name, factors)
                 if self.search is not None:  # both ends of every range, and each given point, must be valid
-                    points = [{p.name: v} for p in self.search.params for v in p.bounds()]
+                    points = [{p: v} for p, spec in self.search.params.items() for v in spec.bounds()]
                     for point in points + list(self.search.points_to_evaluate):
                         self._resolve({**layer, **point}, name, point)
                 key = cfg.hash(exclude=("seed",))
@@ -158,18 +274,18 @@ class SearchSpace:
         return out
 
     def shadowed(self, sets: dict[str, Any]) -> list[str]:
-        """``--set`` keys that grid factors, seeds or variants override in some trial."""
+        """``--set`` keys that grid factors, seeds, variants or the search override in some trial."""
         keys = set(self.grid) | {k for v in self.variants.values() for k in v}
         if self.seeds is not None:
             keys.add("seed")
         if self.search is not None:
-            keys |= {p.name for p in self.search.params}
+            keys |= set(self.search.params)
         return sorted(k for k in sets if k in keys)
 
     def replicate_seeds(self, sets: dict[str, Any] | None = None) -> tuple[int, ...]:
         if self.seeds is not None:
             return self.seeds
-        return (int({**self.base, **(sets or {})}.get("seed", TrialConfig.seed)),)
+        return (int({**self.base, **(sets or {})}.get("seed", TrialConfig().seed)),)
 
     def expand(self, sets: dict[str, Any] | None = None) -> list[TrialSpec]:
         """Every grid trial: cells × seeds (seeds outermost: one full pass per seed), deduplicated
@@ -198,223 +314,84 @@ class SearchSpace:
         except UserError as e:
             ctx = ", ".join(f"{k}={v}" for k, v in where.items())
             ctx = (f"variant '{variant}'" + (f", {ctx}" if ctx else "")) if variant else ctx
-            raise UserError(f"{self._where()}{e}" + (f" (in the trial with {ctx})" if ctx else "")) from None
+            raise UserError(f"{self.path}: {e}" + (f" (in the trial with {ctx})" if ctx else "")) from None
 
 
 # ----------------------------------------------------------------------------------------------
-# Parsing
+# Reading
+
+
+def shipped_spaces() -> dict[str, Any]:
+    """The spaces shipped inside the package: name -> resource (read through importlib.resources)."""
+    root = importlib.resources.files(SHIPPED_PACKAGE)
+    return {p.name[: -len(".yaml")]: p for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def shipped_schema() -> str:
+    return (importlib.resources.files(SHIPPED_PACKAGE) / SCHEMA_FILE).read_text()
 
 
 def resolve_space_path(path: str | Path | None) -> Path:
     """``path`` as given, else a shipped space of that name (``table1``, ``demo.yaml``)."""
+    shipped = shipped_spaces()
     if path is None:
-        return DEFAULT_SPACE
+        path = DEFAULT_SPACE
     p = Path(path)
     if p.is_file():
         return p
-    for candidate in (SHIPPED_DIR / p.name, SHIPPED_DIR / f"{p.name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    shipped = ", ".join(sorted(q.stem for q in SHIPPED_DIR.glob("*.yaml")))
-    raise UserError(f"search space '{path}' does not exist; pass a YAML file or one of the shipped spaces: {shipped}")
+    name = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.name
+    if name in shipped and p.name in (name, f"{name}.yaml"):
+        with importlib.resources.as_file(shipped[name]) as f:
+            return Path(f)
+    raise UserError(f"search space '{path}' does not exist; pass a YAML file or one of the shipped spaces: "
+                    f"{', '.join(sorted(shipped))}")
+
+
+def _read_base(raw: Any, path: Path) -> Any:
+    """A ``base:`` that names a config YAML (e.g. from best-config) is read here; relative to the space file."""
+    if not isinstance(raw, str):
+        return raw
+    f = Path(raw).expanduser()
+    if not f.is_absolute() and (path.parent / f).is_file():
+        f = path.parent / f
+    if not f.is_file():
+        raise UserError(f"{path}: base: config file '{raw}' not found (relative paths start at {path.parent})")
+    return load_config_file(f)
 
 
 def load_space(path: str | Path | None) -> SearchSpace:
-    """Read and validate a space file; every problem is a ``UserError`` naming file and field."""
+    """Read and check a space file; every problem is a ``UserError`` naming the file and the field."""
     p = resolve_space_path(path)
     where = f"{p}: "
+    data = read_yaml_mapping(p, "search space")
+    if "base" in data:
+        data["base"] = _read_base(data["base"], p)
+    grid_raw = data.get("grid")
+    if isinstance(grid_raw, dict) and not grid_raw:
+        raise UserError(f"{where}grid is empty; list a factor (e.g. method: [partial, cyclegan]) or remove it")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{where}not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{where}a search space is a mapping with keys {', '.join(TOP_KEYS)}")
-    _check_keys(data, TOP_KEYS, where, "top level")
-
-    base = _parse_base(data.get("base"), p, where)
-    grid = _parse_grid(data, where)
-    seeds = _parse_seeds(data, grid, where)
-    variants = _parse_variants(data.get("variants"), where)
-    search = _parse_search(data["search"], where, grid) if "search" in data else None
-    scheduler = _parse_scheduler(data["scheduler"], where) if "scheduler" in data else None
-    description = data.get("description") or ""
-    if not isinstance(description, str):
-        raise UserError(f"{where}description must be text")
-    space = SearchSpace(p, base, grid, seeds, variants, search, scheduler, description)
-    space.cells()  # validates every configuration now, before any --set
+        f = SpaceFile.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_space_error(e, where)) from None
+    grid = {k: tuple(v) for k, v in (f.grid.model_dump(exclude_unset=True) if f.grid else {}).items()}
+    for k, vals in grid.items():
+        if len(set(map(json.dumps, vals))) != len(vals):
+            raise UserError(f"{where}grid.{k} lists a value twice; list each value once")
+    seeds = tuple(f.seeds) if f.seeds is not None else None
+    if "seed" in grid:
+        if seeds is not None:
+            raise UserError(f"{where}seeds given twice (seeds and grid.seed); keep one")
+        seeds = grid.pop("seed")
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}seeds lists a seed twice; list each seed once")
+    if f.search is not None:
+        both = sorted(set(f.search.params) & (set(grid) | {"seed"}))
+        if both:
+            raise UserError(f"{where}search.params.{both[0]}: '{both[0]}' is a grid factor or the seed; "
+                            "search it or grid it, not both")
+    variants = {name: v.model_dump(exclude_unset=True) for name, v in (f.variants or {}).items()}
+    space = SearchSpace(p, f.base.model_dump(exclude_unset=True), grid, seeds, variants, f.search, f.scheduler,
+                        f.description)
+    space.cells()  # resolves every configuration now, before any --set
     return space
 
-
-def _check_keys(d: dict, allowed: tuple[str, ...], where: str, what: str) -> None:
-    for k in d:
-        if k not in allowed:
-            raise UserError(
-                f"{where}unknown key '{k}' in {what}{suggest(str(k), allowed)}; allowed: {', '.join(allowed)}"
-            )
-
-
-def _mapping(value: Any, where: str, what: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise UserError(f"{where}{what} must be a mapping (key: value lines), got {type(value).__name__}")
-    return value
-
-
-def _coerce_fields(d: dict, where: str, what: str) -> dict[str, Any]:
-    return {k: coerce_value(str(k), v, where=f"{where}{what}: ") for k, v in d.items() if not str(k).startswith("_")}
-
-
-def _parse_base(raw: Any, path: Path, where: str) -> dict[str, Any]:
-    if isinstance(raw, str):  # a config YAML, e.g. from best-config; relative to the space file
-        f = Path(raw).expanduser()
-        if not f.is_absolute() and (path.parent / f).is_file():
-            f = path.parent / f
-        if not f.is_file():
-            raise UserError(f"{where}base: config file '{raw}' not found (relative paths start at {path.parent})")
-        return load_config_file(f)
-    return _coerce_fields(_mapping(raw, where, "base"), where, "base")
-
-
-def _values(raw: Any, where: str, what: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise UserError(f"{where}{what} must be a list, e.g. [0.1, 0.2], got {raw!r}")
-    if not raw:
-        raise UserError(f"{where}{what} is empty; list at least one value or remove it")
-    return raw
-
-
-def _parse_grid(data: dict, where: str) -> dict[str, tuple[Any, ...]]:
-    if "grid" not in data:
-        return {}
-    raw = data["grid"]
-    if not raw:
-        raise UserError(
-            f"{where}grid is empty; list at least one factor (e.g. method: [partial, cyclegan]) or remove it"
-        )
-    raw = _mapping(raw, where, "grid")
-    grid: dict[str, tuple[Any, ...]] = {}
-    for k, v in raw.items():
-        vals = _values(v, where, f"grid.{k}")
-        grid[str(k)] = tuple(coerce_value(str(k), x, where=f"{where}grid.{k}: ") for x in vals)
-        if len(set(grid[str(k)])) != len(grid[str(k)]):
-            raise UserError(f"{where}grid.{k} lists a value twice; list each value once")
-    return grid
-
-
-def _parse_seeds(data: dict, grid: dict[str, tuple[Any, ...]], where: str) -> tuple[int, ...] | None:
-    if "seed" in grid:
-        if "seeds" in data:
-            raise UserError(f"{where}seeds given twice (seeds and grid.seed); keep one")
-        return tuple(grid.pop("seed"))
-    if "seeds" not in data:
-        return None
-    seeds = tuple(coerce_value("seed", s, where=f"{where}seeds: ") for s in _values(data["seeds"], where, "seeds"))
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"{where}seeds lists a seed twice; list each seed once")
-    return seeds
-
-
-def _parse_variants(raw: Any, where: str) -> dict[str, dict[str, Any]]:
-    if raw is not None and not raw:
-        raise UserError(f"{where}variants is empty; name at least one (e.g. proposed: {{}}) or remove it")
-    out: dict[str, dict[str, Any]] = {}
-    for name, overrides in _mapping(raw, where, "variants").items():
-        out[str(name)] = _coerce_fields(_mapping(overrides, where, f"variants.{name}"), where, f"variants.{name}")
-    return out
-
-
-def _number(raw: Any, where: str, what: str, *, kind: type = float, minimum: float | None = None) -> Any:
-    ok = isinstance(raw, int | float) and not isinstance(raw, bool)
-    if ok and kind is int and isinstance(raw, float) and not raw.is_integer():
-        ok = False
-    if not ok or not math.isfinite(raw):
-        raise UserError(f"{where}{what} needs a {kind.__name__}, got {raw!r}")
-    if minimum is not None and raw < minimum:
-        raise UserError(f"{where}{what} must be >= {minimum}, got {raw}")
-    return kind(raw)
-
-
-def _choice(raw: Any, choices: tuple[str, ...], where: str, what: str) -> str:
-    if raw not in choices:
-        raise UserError(f"{where}{what} '{raw}' is not one of: {', '.join(choices)}{suggest(str(raw), choices)}")
-    return str(raw)
-
-
-def _parse_search(raw: Any, where: str, grid: dict[str, tuple[Any, ...]]) -> Search:
-    d = _mapping(raw, where, "search")
-    _check_keys(d, SEARCH_KEYS, where, "search")
-    params_raw = _mapping(d.get("params"), where, "search.params")
-    if not params_raw:
-        raise UserError(
-            f"{where}search.params is empty; name the fields to search, "
-            "e.g. lambda_2: {distribution: loguniform, low: 0.005, high: 0.5}"
-        )
-    params = tuple(_parse_param(str(k), v, where, grid) for k, v in params_raw.items())
-    names = [p.name for p in params]
-    points: list[dict[str, Any]] = []
-    for i, pt in enumerate(d.get("points_to_evaluate") or []):
-        what = f"search.points_to_evaluate[{i}]"
-        pt = _mapping(pt, where, what)
-        if set(pt) != set(names):
-            raise UserError(
-                f"{where}{what} must give exactly the searched fields ({', '.join(names)}), "
-                f"got {', '.join(map(str, pt))}"
-            )
-        points.append(_coerce_fields(pt, where, what))
-    return Search(
-        params=params,
-        algorithm=_choice(d.get("algorithm", "tpe"), ALGORITHMS, where, "search.algorithm"),
-        num_samples=_number(d.get("num_samples", 10), where, "search.num_samples", kind=int, minimum=1),
-        metric=_metric(d.get("metric", "val_miou"), where, "search.metric"),
-        mode=_choice(d.get("mode", "max"), MODES, where, "search.mode"),
-        seed=_number(d.get("seed", 0), where, "search.seed", kind=int, minimum=0),
-        points_to_evaluate=tuple(points),
-    )
-
-
-def _metric(raw: Any, where: str, what: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise UserError(f"{where}{what} must name a reported metric, e.g. val_miou")
-    return raw
-
-
-def _parse_param(name: str, raw: Any, where: str, grid: dict[str, tuple[Any, ...]]) -> SearchParam:
-    what = f"search.params.{name}"
-    if name not in FIELD_NAMES:
-        raise UserError(f"{where}{what}: unknown config key '{name}'{suggest(name, FIELD_NAMES)}")
-    if name in grid or name == "seed":
-        raise UserError(f"{where}{what}: '{name}' is a grid factor or the seed; search it or grid it, not both")
-    d = _mapping(raw, where, what)
-    _check_keys(d, PARAM_KEYS, where, what)
-    dist = _choice(d.get("distribution"), DISTRIBUTIONS, where, f"{what}.distribution")
-    if dist == "choice":
-        vals = _values(d.get("values"), where, f"{what}.values")
-        return SearchParam(name, dist, values=tuple(coerce_value(name, v, where=f"{where}{what}: ") for v in vals))
-    if "values" in d:
-        raise UserError(f"{where}{what}: values is for distribution: choice; give low and high")
-    kind = int if dist == "int" else float
-    low = _number(d.get("low"), where, f"{what}.low", kind=kind)
-    high = _number(d.get("high"), where, f"{what}.high", kind=kind)
-    if not low < high:
-        raise UserError(f"{where}{what}: low ({low}) must be below high ({high})")
-    if dist == "loguniform" and low <= 0:
-        raise UserError(f"{where}{what}: loguniform needs low > 0, got {low}; use uniform to include 0")
-    coerce_value(name, low, where=f"{where}{what}: ")
-    return SearchParam(name, dist, low, high)
-
-
-def _parse_scheduler(raw: Any, where: str) -> Scheduler:
-    d = _mapping(raw, where, "scheduler")
-    _check_keys(d, SCHEDULER_KEYS, where, "scheduler")
-    max_t = d.get("max_t")
-    return Scheduler(
-        type=_choice(d.get("type", "asha"), ("asha",), where, "scheduler.type"),
-        metric=_metric(d.get("metric", "val_miou"), where, "scheduler.metric"),
-        mode=_choice(d.get("mode", "max"), MODES, where, "scheduler.mode"),
-        grace_period=_number(d.get("grace_period", 1), where, "scheduler.grace_period", kind=int, minimum=1),
-        reduction_factor=_number(
-            d.get("reduction_factor", 2), where, "scheduler.reduction_factor", kind=int, minimum=2
-        ),
-        max_t=None if max_t is None else _number(max_t, where, "scheduler.max_t", kind=int, minimum=1),
-    )

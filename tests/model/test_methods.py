@@ -4,33 +4,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
 
 import pytest
 import torch
 
-from model import losses
-from model.config import TrialConfig
-from model.errors import UserError
-from model.methods import METHODS, Batch, CycleGAN, Hung, Method, hung_pseudo_labels
+from cycleseg.model import losses
+from cycleseg.model import methods as methods_module
+from cycleseg.model.config import TrialConfig
+from cycleseg.model.data import DatasetInfo
+from cycleseg.model.errors import UserError
+from cycleseg.model.masks import one_hot
+from cycleseg.model.methods import METHODS, Batch, Method, hung_pseudo_labels
 
 CPU = torch.device("cpu")
-
-
-@dataclass(frozen=True)
-class Info:
-    """Stand-in for model.datasets.DatasetInfo (same fields)."""
-
-    name: str = "toy"
-    num_classes: int = 3
-    in_channels: int = 3
-    class_names: tuple[str, ...] = ("bg", "a", "b")
-    height: int = 16
-    width: int = 16
-
-
-INFO = Info()
-INFO32 = Info(height=32, width=32)  # hung's discriminator needs >= 32
+INFO = DatasetInfo(name="toy", num_classes=3, in_channels=3, class_names=("bg", "a", "b"), height=16, width=16)
+INFO32 = dataclasses.replace(INFO, height=32, width=32)  # hung's discriminator needs >= 32
 
 
 def make_cfg(**kw) -> TrialConfig:
@@ -38,12 +26,13 @@ def make_cfg(**kw) -> TrialConfig:
     return TrialConfig(**{**base, **kw})
 
 
-def build(method: str, cfg: TrialConfig | None = None, info: Info = INFO, seed: int = 0, **kw) -> Method:
+def build(method: str, cfg: TrialConfig | None = None, info: DatasetInfo = INFO, seed: int = 0,
+          total_iters: int = 10) -> Method:
     torch.manual_seed(seed)
-    return METHODS.get(method)(cfg or make_cfg(method=method), info, CPU, kw.pop("total_iters", 10), **kw)
+    return METHODS.get(method)(cfg or make_cfg(method=method), info, CPU, total_iters)
 
 
-def make_batch(info: Info = INFO, seed: int = 1, b: int = 2) -> Batch:
+def make_batch(info: DatasetInfo = INFO, seed: int = 1, b: int = 2) -> Batch:
     g = torch.Generator().manual_seed(seed)
     shape = (b, info.in_channels, info.height, info.width)
     y = torch.randint(0, info.num_classes, (b, info.height, info.width), generator=g)
@@ -79,11 +68,16 @@ def count_forwards(m: Method) -> dict[str, int]:
 
 # --- registry and construction ----------------------------------------------------------------
 
-def test_registry_and_flags():
-    assert METHODS.names() == ["cyclegan", "full", "hung", "partial"]
-    assert METHODS.get("full").all_labeled and not METHODS.get("partial").all_labeled
-    assert not METHODS.get("partial").uses_unlabeled and not METHODS.get("full").uses_unlabeled
-    assert METHODS.get("cyclegan").uses_unlabeled and METHODS.get("hung").uses_unlabeled
+@pytest.mark.parametrize("name", METHODS.names())
+def test_each_method_declares_exactly_the_terms_it_logs_and_what_data_it_reads(name):
+    m = build(name, make_cfg(method=name, hung_semi_start=0.0), INFO32)
+    b = make_batch(INFO32)
+    terms = m.optimize_parameters(b)
+    assert set(terms) == set(METHODS.get(name).LOSS_TERMS)  # every term on: all declared keys, no others
+    unlabeled_ignored = build(name, make_cfg(method=name, hung_semi_start=0.0), INFO32)
+    other = unlabeled_ignored.optimize_parameters(dataclasses.replace(b, x_u=-b.x_u))
+    uses = any(not torch.equal(terms[k], other[k]) for k in terms)
+    assert uses == METHODS.get(name).uses_unlabeled  # the flag the data pipeline trusts is true
 
 
 def test_cyclegan_networks_and_optimizers():
@@ -111,7 +105,7 @@ def test_same_seed_same_init_and_G_IS_shared_with_partial():
 
 def test_rejects_image_sizes_the_networks_cannot_take():
     with pytest.raises(UserError, match="divisible by 4"):
-        build("cyclegan", info=Info(height=18))
+        build("cyclegan", info=dataclasses.replace(INFO, height=18))
     with pytest.raises(UserError, match="at least 32x32"):
         build("hung", make_cfg(method="hung"), info=INFO)
 
@@ -205,7 +199,7 @@ def test_cyclegan_losses_match_an_independent_computation():
     b = make_batch()
     out = m.optimize_parameters(b)
     with torch.no_grad():
-        y1 = losses.one_hot(b.y, 3)
+        y1 = one_hot(b.y, 3)
         x_fake = ref["G_SI"](y1)
         s_u = torch.softmax(ref["G_IS"](b.x_u), 1)  # softmax probabilities, before the G step
         expected = {
@@ -325,7 +319,7 @@ def test_hung_losses_match_an_independent_computation():
         valid = b.y != 255
         logits_l, logits_u = ref["G_IS"](b.x), ref["G_IS"](b.x_u)
         p_l, p_u = torch.softmax(logits_l, 1), torch.softmax(logits_u, 1)
-        d_l, d_u, d_gt = ref["D"](p_l), ref["D"](p_u), ref["D"](losses.one_hot(b.y, 3))
+        d_l, d_u, d_gt = ref["D"](p_l), ref["D"](p_u), ref["D"](one_hot(b.y, 3))
         sp = torch.nn.functional.softplus  # BCE(d, 1) = softplus(−d), BCE(d, 0) = softplus(d)
         v = valid.unsqueeze(1)
         expected = {
@@ -414,8 +408,10 @@ def test_fast_path_matches_plain_fp32_reference(name, info):
     (The generators have no such parameters: no bias before an affine-free instance norm.)
     """
     kw = dict(method=name, hung_semi_start=0.0, hung_t_semi=0.0)
-    fast = build(name, make_cfg(channels_last=True, **kw), info, fast_optim=True)
-    plain = build(name, make_cfg(channels_last=False, **kw), info, fast_optim=False)
+    fast = build(name, make_cfg(channels_last=True, **kw), info)
+    with pytest.MonkeyPatch.context() as mp:  # the reference: torch's plain for-loop Adam
+        mp.setattr(methods_module, "adam_options", lambda device: {"foreach": False})
+        plain = build(name, make_cfg(channels_last=False, **kw), info)
     assert fast.optimizers["G"].param_groups[0]["foreach"] is True
     assert plain.optimizers["G"].param_groups[0]["foreach"] is False
     assert fast.raw_networks["G_IS"].model[1].weight.is_contiguous(memory_format=torch.channels_last)
@@ -448,8 +444,3 @@ def test_fast_path_matches_plain_fp32_reference(name, info):
         assert ok.all(), f"{k}: max diff {diff.max().item():.3g}"
     n_noise = sum(int(m.sum()) for m in noise.values())
     assert n_noise < 0.01 * sum(p.numel() for p in pp.values())
-
-
-def test_batch_fields():
-    assert [f.name for f in dataclasses.fields(Batch)] == ["x", "y", "x_u"]
-    assert issubclass(CycleGAN, Method) and issubclass(Hung, Method)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from model.metrics import ConfusionMatrix
+from cycleseg.model.metrics import ConfusionMatrix
 
 # A 2×4 batch over 4 classes; class 3 appears in neither target nor prediction.
 TARGET = torch.tensor([[[0, 0, 1, 1], [2, 2, 255, 0]]])

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from model.errors import UserError
-from model.networks import (
+from cycleseg.model.errors import UserError
+from cycleseg.model.networks import (
     NETWORKS,
     HungDiscriminator,
     PixelDiscriminator,

@@ -2,12 +2,18 @@
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 
-from model.config import resolve_config
-from model.trainer import CHECKPOINT, EpochBatches, load_trial, lr_factor, run_trial
+import tests.faults  # noqa: F401  (registers the fault_* methods)
+from cycleseg.model import checkpoint
+from cycleseg.model.checkpoint import load_trial
+from cycleseg.model.data import prepare_dataset
+from cycleseg.model.methods import METHODS
+from cycleseg.model.resolve import resolve_config
+from cycleseg.model.trainer import EpochBatches, lr_factor, run_trial
+
+CHECKPOINT = checkpoint.FOLDER
 
 TINY = {
     "dataset": "digits", "preset": "tiny", "digits_train": 24, "digits_val": 8,
@@ -29,8 +35,6 @@ def test_lr_schedule_matches_the_papers_400_epoch_rule():
 
 
 def test_epoch_covers_the_larger_set_and_batches_are_full():
-    from model.datasets import prepare_dataset
-
     cfg = resolve_config(TINY)
     data = prepare_dataset(cfg)
     b = EpochBatches(data, cfg, uses_unlabeled=True, device=torch.device("cpu"))
@@ -67,35 +71,28 @@ def test_resume_is_bit_exact_on_cpu(tmp_path):
     run_trial(resolve_config(TINY), workdir=straight)
     broken = tmp_path / "b"
     with pytest.raises(RuntimeError, match="injected crash"):
-        run_trial(resolve_config({**TINY, "inject_fault": "crash:2"}), workdir=broken)
-    assert torch.load(broken / CHECKPOINT / "state.pt", weights_only=False)["epoch"] == 1
-    hist = run_trial(resolve_config({**TINY, "inject_fault": "crash:2"}), workdir=broken, resume=True)
+        run_trial(resolve_config({**TINY, "method": "fault_crash_2"}), workdir=broken)
+    assert checkpoint.load_state(broken / CHECKPOINT)["epoch"] == 1
+    hist = run_trial(resolve_config({**TINY, "method": "fault_crash_2"}), workdir=broken, resume=True)
     assert [m["epoch"] for m in hist] == [1, 2]
     _, a = load_trial(straight / CHECKPOINT)
     _, b = load_trial(broken / CHECKPOINT)
     for name, net in a.networks.items():
         for (k, p), q in zip(net.state_dict().items(), b.networks[name].state_dict().values(), strict=True):
             assert torch.equal(p, q), f"{name}.{k} differs after resume"
-    sa = torch.load(straight / CHECKPOINT / "state.pt", weights_only=False)["history"]
-    sb = torch.load(broken / CHECKPOINT / "state.pt", weights_only=False)["history"]
+    sa, sb = checkpoint.read_history(straight / CHECKPOINT), checkpoint.read_history(broken / CHECKPOINT)
     assert [m["loss_G_total"] for m in sa] == [m["loss_G_total"] for m in sb]
 
 
 def test_nan_stops_the_run_as_diverged(tmp_path):
-    hist = run_trial(resolve_config({**TINY, "epochs": 3, "inject_fault": "nan:1"}), workdir=tmp_path)
+    hist = run_trial(resolve_config({**TINY, "epochs": 3, "method": "fault_nan_1"}), workdir=tmp_path)
     assert len(hist) == 1 and hist[0]["diverged"]
     assert not math.isfinite(hist[0]["loss_G_total"])
 
 
-def test_every_method_trains(tmp_path):
-    for method in ("partial", "full", "hung"):
-        hist = run_trial(resolve_config({**TINY, "method": method, "epochs": 1}), workdir=tmp_path / method)
-        assert hist[0]["loss_S_gen"] > 0 and math.isfinite(hist[0]["val_miou"])
-
-
-def test_metrics_parquet_from_debug_history(tmp_path):
-    from model.trainer import write_metrics_parquet
-
-    write_metrics_parquet(tmp_path / "m.parquet", [{"epoch": 1, "val_miou": 0.5, "val_class_iou": [0.1, 0.9]}])
-    df = pd.read_parquet(tmp_path / "m.parquet")
-    assert df.loc[0, "val_miou"] == 0.5 and list(df.loc[0, "val_class_iou"]) == [0.1, 0.9]
+@pytest.mark.parametrize("method", [m for m in METHODS.names() if not m.startswith("fault_")])
+def test_every_method_trains_and_logs_its_terms(tmp_path, method):
+    hist = run_trial(resolve_config({**TINY, "method": method, "epochs": 1}), workdir=tmp_path)
+    assert hist[0]["loss_S_gen"] > 0 and math.isfinite(hist[0]["val_miou"])
+    logged = {k[len("loss_"):] for k in hist[0] if k.startswith("loss_")}
+    assert logged <= set(METHODS.get(method).LOSS_TERMS) and {"S_gen", "G_total"} <= logged

@@ -5,11 +5,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cli import main
-from model.config import load_config_file, resolve_config
-from sweep import results as res
-from sweep.export import rank_configs
-from sweep.space import load_space
+from cycleseg.cli import main
+from cycleseg.model.resolve import load_config_file, resolve_config
+from cycleseg.sweep import results as res
+from cycleseg.sweep.export import rank_configs
+from cycleseg.sweep.space import load_space
 
 BASE = {"dataset": "digits", "preset": "tiny", "epochs": 2, "image_height": 32, "image_width": 32,
         "digits_train": 24, "digits_val": 8, "device": "cpu"}
@@ -28,7 +28,7 @@ def add_trial(sweep_dir, tid, scores, *, status_error=None, diverged=False, **fi
             for e, s in enumerate(scores, 1)]
     row = res.trial_row(sweep="toy", trial_id=tid, cfg=cfg, variant=None, history=hist, error=status_error,
                         wall_seconds=5.0, gpus=0.0, checkpoint_path=None, versions=VERSIONS)
-    res.write_trial(sweep_dir, row, res.epoch_rows("toy", tid, cfg, hist))
+    res.write_trial(sweep_dir, row, hist)
     return cfg
 
 
@@ -131,7 +131,7 @@ def test_bad_requests_exit_2(sweep_dir, tmp_path, args, needle):
 
 def test_no_trials_and_no_completed_trials_exit_2(tmp_path):
     r = export(tmp_path / "nowhere")
-    assert r.exit_code == 2 and "no trials in" in r.output
+    assert r.exit_code == 2 and "is not a sweep folder" in r.output
     add_trial(tmp_path / "bad", "f", [0.5], status_error="RuntimeError: x")
     r = export(tmp_path / "bad", "-o", tmp_path / "x.yaml")
     assert r.exit_code == 2 and "no completed trials" in r.output

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sweep import stats
+from cycleseg.sweep import stats
 
 T975_DF1 = 12.706205  # t_{0.975, 1}
 T975_DF2 = 4.302653  # t_{0.975, 2}

@@ -1,11 +1,10 @@
-"""benchmarks/bench.py, pure parts only: the FLOP models against hand counts, the derived columns.
+"""The FLOP model against hand counts: the analytic generator count, the counted train step, meta vs real.
 
-No timing here (speed goes to the benchmark itself, run by hand).
+No timing here (speed goes to benchmarks/bench.py, run by hand).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import pytest
@@ -13,22 +12,17 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.bench import (
-    H100_BF16_DENSE_TFLOPS,
-    chain_forward_flops,
-    conv_flops,
-    count_step_flops,
-    derive,
-    format_table,
-    generator_forward_flops,
-    paper_step_flops,
-    parse_size,
-    split_trial_time,
-)
-from model.config import resolve_config
-from model.datasets import DATASETS
-from model.methods import METHODS, Batch
-from model.networks import ResnetGenerator
+from cycleseg.model.data import DATASETS
+from cycleseg.model.flops import chain_forward_flops, conv_flops, count_step_flops, generator_forward_flops, step_flops
+from cycleseg.model.methods import METHODS, Batch
+from cycleseg.model.networks import ResnetGenerator
+from cycleseg.model.resolve import resolve_config
+
+
+def paper_step_flops(method: str, preset: str, dataset: str = "voc", size: tuple[int, int] = (200, 200)) -> int:
+    h, w = size
+    return step_flops(resolve_config({"dataset": dataset, "method": method, "preset": preset, "image_height": h,
+                                      "image_width": w}))
 
 
 def hand_generator_flops(c_in: int, c_out: int, ngf: int, n_blocks: int, h: int, w: int) -> int:
@@ -123,46 +117,6 @@ def test_cyclegan_step_without_discriminators_is_five_generator_passes():
     assert count_step_flops(_method("cyclegan", lambda_4=0.0, lambda_5=0.0), _batch(b)) == expected
 
 
-def test_parse_size():
-    assert parse_size("200x200") == (200, 200)
-    assert parse_size("128x256") == (128, 256)
-    for bad in ("64", "64x62", "4x4", "axb"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            parse_size(bad)
-
-
-def test_derive_columns_by_hand():
-    raw = {"steps": 4, "seconds": 2.0, "labeled_per_step": 5, "unlabeled_per_step": 5, "flops_step": 10**12,
-           "median_step_ms": 480.0}
-    d = derive(raw, H100_BF16_DENSE_TFLOPS, g_fwd_flops=10**11)
-    assert d["step_ms"] == 500.0
-    assert d["img_s_labeled"] == d["img_s_unlabeled"] == 10.0
-    assert d["img_s_total"] == 20.0
-    assert d["gflop_step"] == 1000.0
-    assert d["g_fwd_equiv"] == 2.0  # 1 TFLOP / (0.1 TFLOP × 5 labeled images)
-    assert d["tflops"] == 2.0  # 4 steps × 1 TFLOP / 2 s
-    assert d["pct_peak"] == pytest.approx(100 * 2 / 989)
-    assert derive(raw, None, 10**11)["pct_peak"] is None
-
-
-def test_markdown_table_has_one_cell_per_column():
-    raw = {"preset": "tiny", "method": "partial", "steps": 2, "seconds": 1.0, "labeled_per_step": 5,
-           "unlabeled_per_step": 0, "flops_step": 10**9, "mem_peak": 3 * 2**30, "median_step_ms": None}
-    text = format_table([derive(raw, None, 10**8), {"preset": "paper", "method": "hung", "error": "OOM"}], True)
-    lines = text.splitlines()
-    assert len(lines) == 4
-    assert len({ln.count("|") for ln in lines}) == 1
-    assert "3.00 GiB" in lines[2] and "error: OOM" in lines[3]
-
-
-def test_split_trial_time_parts_add_up_to_the_wall_time():
-    # started at 970 (= 1000 - 30), epoch of 5 s ended with the checkpoint at 996, row written at 1000
-    split = split_trial_time(wall=30.0, epoch_seconds=5.0, t_done=1000.0, t_ckpt=996.0)
-    assert split == {"wall": 30.0, "epochs": 5.0, "start_to_first_step": 21.0, "last_epoch_to_result": 4.0,
-                     "overhead": 25.0}
-    assert split["start_to_first_step"] + split["epochs"] + split["last_epoch_to_result"] == split["wall"]
-
-
 def test_meta_device_count_equals_the_count_of_a_real_step():
     """paper_step_flops counts on shapes alone; a real CPU step of the same shapes must count the same."""
     b = resolve_config({}).batch_size
@@ -187,3 +141,10 @@ def test_paper_cyclegan_step_is_about_5_tflop_at_voc_shapes():
     flops = paper_step_flops("cyclegan", "paper")
     assert flops == b * (generators + discriminators) == 4_898_329_600_000
     assert abs(flops - 5e12) / 5e12 < 0.03
+
+
+def test_generator_forward_flops_match_a_hand_count_for_a_minimal_generator():
+    # ngf=1, no residual blocks, 8×8 RGB → 11 classes. Convs: 7×7 3→1 at 8×8; 3×3 1→2 at 4×4;
+    # 3×3 2→4 at 2×2; transposed 3×3 4→2 at 4×4 and 2→1 at 8×8; 7×7 1→11 at 8×8. FLOPs = 2·MACs.
+    macs = 64 * 49 * 3 + 16 * 9 * 1 * 2 + 4 * 9 * 2 * 4 + 4 * 9 * 4 * 2 + 16 * 9 * 2 * 1 + 64 * 49 * 1 * 11
+    assert generator_forward_flops(3, 11, 1, 0, 8, 8) == 2 * macs

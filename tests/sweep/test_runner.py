@@ -17,12 +17,16 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from click.testing import CliRunner
-from ray._private.state import actors
 
-from cli import main
-from model.errors import UserError
-from sweep import results as res
-from sweep.runner import run_sweep, start_ray
+from cycleseg.cli import main
+from cycleseg.model.errors import UserError
+from cycleseg.model.plugins import ENV as PLUGINS_ENV
+from cycleseg.sweep import ray_compat
+from cycleseg.sweep import results as res
+from cycleseg.sweep.cluster import start_ray
+from cycleseg.sweep.runner import run_sweep
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +52,14 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(cache):
-    """One embedded Ray for the module (each start costs ~10 s)."""
-    start_ray(num_cpus=2, num_gpus=1)
-    yield
-    ray.shutdown()
+    """One embedded Ray for the module (each start costs ~10 s), with the test-only fault methods
+    (tests/faults.py) registered in the driver and, through the plugin variable, in every worker."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PLUGINS_ENV, "tests.faults")
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        start_ray(num_cpus=2, num_gpus=1)
+        yield
+        ray.shutdown()
 
 
 def space(tmp_path, extra, name="space.yaml"):
@@ -60,8 +68,8 @@ def space(tmp_path, extra, name="space.yaml"):
     return p
 
 
-def by_fault(df):
-    return {(f if isinstance(f, str) else None): r for f, r in zip(df["inject_fault"], df.itertuples(), strict=True)}
+def by_method(df):
+    return {m: r for m, r in zip(df["method"], df.itertuples(), strict=True)}
 
 
 def results_json(sweep_dir, trial_id):
@@ -90,7 +98,7 @@ def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
 def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_path, capsys):
     p = space(tmp_path, """
     grid:
-      inject_fault: [null, "nan:1", "crash:2", "crash:1"]
+      method: [cyclegan, fault_nan_1, fault_crash_2, fault_crash_1]
     """)
     sweep_dir = run_sweep(p, storage=str(tmp_path / "runs"), name="e2e", gpus_per_worker=0.25, cpus_per_worker=0.5)
     assert sweep_dir == str(tmp_path / "runs" / "e2e")
@@ -104,9 +112,9 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
     con = duckdb.connect()
     assert con.execute(f"select count(*) from read_parquet('{sweep_dir}/trials/*.parquet')").fetchone() == (4,)
     assert set(df.columns) == set(res.TRIALS_SCHEMA.names) and df["trial_id"].is_unique
-    t = by_fault(df)
+    t = by_method(df)
 
-    ok = t[None]
+    ok = t["cyclegan"]
     assert (ok.status, ok.epochs_run) == ("completed", 2) and pd.isna(ok.error)
     mine = ep[ep["trial_id"] == ok.trial_id].sort_values("epoch")
     assert list(mine["epoch"]) == [1, 2]
@@ -116,11 +124,11 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
     assert (Path(ok.checkpoint_path) / "state.pt").is_file() and ok.ray_version == ray.__version__
     assert mine[["loss_S_gen", "loss_I_cycle", "loss_D_total"]].notna().all().all()
 
-    assert (t["nan:1"].status, t["nan:1"].epochs_run) == ("diverged", 1)
+    assert (t["fault_nan_1"].status, t["fault_nan_1"].epochs_run) == ("diverged", 1)
 
     # crash in epoch 2: the worker restarts from the epoch-1 checkpoint; epoch 1 is not run again,
     # and the resumed run matches the run without a fault bit for bit (CPU)
-    crash = t["crash:2"]
+    crash = t["fault_crash_2"]
     assert crash.status == "completed"
     reports = results_json(sweep_dir, crash.trial_id)
     assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False), (2, True)]
@@ -130,7 +138,7 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
     )
 
     # crash in epoch 1 has no checkpoint to resume from: every retry crashes, the trial fails
-    failed = t["crash:1"]
+    failed = t["fault_crash_1"]
     assert failed.status == "failed" and "injected crash in epoch 1" in failed.error
     assert failed.epochs_run == 0 and ep[ep["trial_id"] == failed.trial_id].empty
 
@@ -155,7 +163,7 @@ def test_asha_stops_a_trial_and_later_trials_still_run(cluster, tmp_path):
     assert list(df.loc[[0.001, 0.002], "epochs_run"]) == [2, 2]
     assert {g["state"] for g in ray.util.placement_group_table().values()} <= {"REMOVED"}
     # Train's per-run cleaner actor (it needs the dashboard, and would outlive stopped trials) is not started
-    assert not [a for a in actors().values() if a["ActorClassName"] == "PlacementGroupCleaner"]
+    assert "PlacementGroupCleaner" not in ray_compat.live_actor_classes()
 
 
 def _processes():

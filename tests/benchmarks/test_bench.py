@@ -1,0 +1,48 @@
+"""benchmarks/bench.py, pure parts only: the derived columns, the table, the split of a trial's wall time."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from benchmarks.bench import H100_BF16_DENSE_TFLOPS, derive, format_table, parse_size, split_trial_time
+
+
+def test_parse_size():
+    assert parse_size("200x200") == (200, 200)
+    assert parse_size("128x256") == (128, 256)
+    for bad in ("64", "64x62", "4x4", "axb"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+
+
+def test_derive_columns_by_hand():
+    raw = {"steps": 4, "seconds": 2.0, "labeled_per_step": 5, "unlabeled_per_step": 5, "flops_step": 10**12,
+           "median_step_ms": 480.0}
+    d = derive(raw, H100_BF16_DENSE_TFLOPS, g_fwd_flops=10**11)
+    assert d["step_ms"] == 500.0
+    assert d["img_s_labeled"] == d["img_s_unlabeled"] == 10.0
+    assert d["img_s_total"] == 20.0
+    assert d["gflop_step"] == 1000.0
+    assert d["g_fwd_equiv"] == 2.0  # 1 TFLOP / (0.1 TFLOP × 5 labeled images)
+    assert d["tflops"] == 2.0  # 4 steps × 1 TFLOP / 2 s
+    assert d["pct_peak"] == pytest.approx(100 * 2 / 989)
+    assert derive(raw, None, 10**11)["pct_peak"] is None
+
+
+def test_markdown_table_has_one_cell_per_column():
+    raw = {"preset": "tiny", "method": "partial", "steps": 2, "seconds": 1.0, "labeled_per_step": 5,
+           "unlabeled_per_step": 0, "flops_step": 10**9, "mem_peak": 3 * 2**30, "median_step_ms": None}
+    text = format_table([derive(raw, None, 10**8), {"preset": "paper", "method": "hung", "error": "OOM"}], True)
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert len({ln.count("|") for ln in lines}) == 1
+    assert "3.00 GiB" in lines[2] and "error: OOM" in lines[3]
+
+
+def test_split_trial_time_parts_add_up_to_the_wall_time():
+    # started at 970 (= 1000 - 30), epoch of 5 s ended with the checkpoint at 996, row written at 1000
+    split = split_trial_time(wall=30.0, epoch_seconds=5.0, t_done=1000.0, t_ckpt=996.0)
+    assert split == {"wall": 30.0, "epochs": 5.0, "start_to_first_step": 21.0, "last_epoch_to_result": 4.0,
+                     "overhead": 25.0}

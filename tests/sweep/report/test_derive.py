@@ -1,0 +1,45 @@
+"""Which trials are compared: blocks by differing settings, rows and ablation arms."""
+
+
+import pandas as pd
+import pytest
+
+from cycleseg.sweep.report import build_report, tables
+from cycleseg.sweep.report.derive import prepare
+from cycleseg.sweep.report.paper import Paper
+from cycleseg.sweep.results import read_sweeps
+from tests.sweep.report.synthetic import (
+    make_table1_sweep,
+    write_trial,
+)
+
+
+def test_settings_that_differ_between_sweeps_are_separate_blocks(tmp_path):
+    a = make_table1_sweep(tmp_path, "short")
+    b = tmp_path / "long"
+    for seed, v in enumerate([0.40, 0.41, 0.42]):
+        write_trial(b, f"p{seed}", method="partial", fraction=0.1, seed=seed, value=v, epochs=4)
+    t = prepare(read_sweeps([a, b]).trials, "best_val_miou")
+    summary, _ = tables.table1(t, Paper.load(), "t")
+    s = summary.set_index(["block", "row", "labeled_fraction"])
+    assert s.loc[("voc (epochs=2)", "partial", 0.1), "mean"] == pytest.approx(0.22)
+    assert s.loc[("voc (epochs=4)", "partial", 0.1), "mean"] == pytest.approx(0.41)  # not averaged with epochs=2
+
+
+def test_variant_names_only_ablate_cyclegan_and_duplicate_seeds_are_averaged(tmp_path):
+    d = tmp_path / "abl"
+    # an ablation space crossing methods with variants: partial ignores λ's, so its "variants" are
+    # the same experiment and fold into the partial row (one value per seed: the mean of its runs)
+    for variant, v in (("proposed", 0.20), ("no_label_cycle", 0.24)):
+        write_trial(d, f"p_{variant}", method="partial", fraction=0.2, seed=0, value=v, variant=variant,
+                    **({"lambda_2": 0.0} if variant != "proposed" else {}))
+    write_trial(d, "c_proposed", method="cyclegan", fraction=0.2, seed=0, value=0.30, variant="proposed")
+    write_trial(d, "c_nlc", method="cyclegan", fraction=0.2, seed=0, value=0.27, variant="no_label_cycle", lambda_2=0.0)
+    out = tmp_path / "rep"
+    build_report([d], out, no_samples=True)
+    t1 = pd.read_csv(out / "table1.csv").set_index("row")
+    assert t1.loc["partial", "n"] == 1 and t1.loc["partial", "mean"] == pytest.approx(0.22)  # (0.20 + 0.24) / 2
+    t2 = pd.read_csv(out / "table2.csv").set_index("variant")
+    assert list(t2.index) == ["proposed", "no_label_cycle"]
+    assert t2.loc["no_label_cycle", "diff_mean"] == pytest.approx(-0.03)
+    assert "1 seed(s) have more than one completed run in the same cell" in (out / "index.md").read_text()

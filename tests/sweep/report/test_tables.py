@@ -1,0 +1,112 @@
+"""Report tables: Table 1 means and paired gains, Table 2, per-class IoU, the text layout."""
+
+import math
+
+import pytest
+
+from cycleseg.sweep.report import tables
+from cycleseg.sweep.report.derive import prepare
+from cycleseg.sweep.report.paper import Paper
+from cycleseg.sweep.results import read_sweeps
+from cycleseg.sweep.text import text_table
+from tests.sweep.report.synthetic import (
+    T975_DF2,
+    write_trial,
+)
+
+
+def test_table1_means_stds_and_paired_gains(sweeps):
+    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
+    summary, gains = tables.table1(t, Paper.load(), "t")
+    s = summary.set_index(["row", "labeled_fraction"])
+    # partial 10 %: (0.20 + 0.22 + 0.24) / 3 = 0.22; deviations ±0.02, 0 → var 0.0008/2 → std 0.02
+    assert s.loc[("partial", 0.1), ["n", "mean", "std"]].tolist() == pytest.approx([3, 0.22, 0.02])
+    # cyclegan 10 %: mean 0.81/3 = 0.27; deviations -0.02, -0.01, 0.03 → 0.0014/2 = 0.0007 → std 0.0264575
+    # (the diverged seed 3 with 0.99 is not in it)
+    assert s.loc[("cyclegan", 0.1), ["n", "mean", "std"]].tolist() == pytest.approx([3, 0.27, 0.0264575], abs=1e-6)
+    # full: 0.52 ± 0.02 at 100 %; the paper's numbers sit beside ours (voc is a paper dataset)
+    assert s.loc[("full", 1.0), ["mean", "std", "paper"]].tolist() == pytest.approx([0.52, 0.02, 0.5543])
+    assert s.loc[("cyclegan", 0.1), "paper"] == 0.2543 and s.loc[("partial", 0.2), "paper"] == 0.2688
+    g = gains.set_index(["row", "labeled_fraction"])
+    # 10 %: d = 0.05, 0.04, 0.06 → mean 0.05, sd 0.01; half = 4.302653 · 0.01/√3 = 0.0248414 → flagged
+    r = g.loc[("cyclegan", 0.1)]
+    assert (r["n_pairs"], r["mean"], r["std"]) == (3, pytest.approx(0.05), pytest.approx(0.01))
+    assert r["ci_low"] == pytest.approx(0.05 - T975_DF2 * 0.01 / math.sqrt(3), abs=1e-6)
+    assert r["ci_low"] == pytest.approx(0.0251586, abs=1e-6)
+    assert r["ci_high"] == pytest.approx(0.0748414, abs=1e-6) and r["excludes_zero"]
+    assert r["paper"] == pytest.approx(0.2543 - 0.2158)  # paper gain beside ours
+    # 20 %: d = 0.03, 0.00, 0.03 → mean 0.02; deviations 0.01, -0.02, 0.01 → sd √(0.0006/2) = 0.0173205;
+    # se = 0.01; half = 0.0430265 → [-0.0230265, 0.0630265]: seed noise, not flagged
+    r = g.loc[("cyclegan", 0.2)]
+    assert r["mean"] == pytest.approx(0.02) and r["ci_low"] == pytest.approx(-0.0230265, abs=1e-6)
+    assert r["ci_high"] == pytest.approx(0.0630265, abs=1e-6) and not r["excludes_zero"]
+
+
+def test_incomplete_seed_sets_are_flagged(sweeps):
+    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
+    summary, gains = tables.table1(t, Paper.load(), "t")
+    s = summary.set_index(["row", "labeled_fraction"])
+    # hung ran seeds 0, 1 only: 0.28 ± √0.0002 = 0.0141421 over n=2, fewer than the block's 3
+    assert s.loc[("hung", 0.2), ["n", "mean", "std"]].tolist() == pytest.approx([2, 0.28, 0.0141421], abs=1e-6)
+    assert s.loc[("hung", 0.2), "incomplete"] and not s.loc[("partial", 0.2), "incomplete"]
+    g = gains.set_index(["row", "labeled_fraction"]).loc[("hung", 0.2)]
+    # pairs for seeds 0, 1: d = 0.01, 0.02; partial's seed 2 has no partner → flagged as unpaired
+    assert g["n_pairs"] == 2 and g["unpaired_seeds"] == "2" and g["incomplete"]
+    assert g["ci_low"] == pytest.approx(0.015 - 12.706205 * 0.005, abs=1e-6)
+    headers, rows = tables.table1_layout(summary, gains, "voc")
+    hung_cell = rows[[r[0] for r in rows].index("hung")][headers.index("20 %")]
+    assert hung_cell == f"0.2800 ± 0.0141 (n=2){tables.INCOMPLETE}"
+
+
+def test_table2_pairs_each_variant_with_proposed(sweeps):
+    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
+    t2 = tables.table2(t, Paper.load(), "t").set_index("variant")
+    assert t2.loc["proposed", "mean"] == pytest.approx(0.29) and t2.loc["proposed", "paper"] == 0.2981
+    # no_label_cycle − proposed: 0.26-0.29, 0.25-0.27, 0.30-0.31 = -0.03, -0.02, -0.01 → mean -0.02, sd 0.01,
+    # half 0.0248414 → [-0.0448414, 0.0048414]: includes 0
+    r = t2.loc["no_label_cycle"]
+    assert r["zeroed"] == "lambda_2" and r["n_pairs"] == 3 and r["diff_mean"] == pytest.approx(-0.02)
+    assert r["diff_ci_low"] == pytest.approx(-0.0448414, abs=1e-6)
+    assert r["diff_ci_high"] == pytest.approx(0.0048414, abs=1e-6)
+    assert not r["excludes_zero"] and r["paper_diff"] == pytest.approx(0.2627 - 0.2981)
+    # no_image_disc: -0.04, -0.05, -0.06 → mean -0.05, sd 0.01 → [-0.0748414, -0.0251586]: a real loss
+    r = t2.loc["no_image_disc"]
+    assert r["zeroed"] == "lambda_5" and r["diff_ci_high"] == pytest.approx(-0.0251586, abs=1e-6) and r["excludes_zero"]
+    # ablation variants are never mixed into Table 1's cyclegan row
+    summary, _ = tables.table1(t, Paper.load(), "t")
+    assert set(summary["row"]) == {"partial", "cyclegan", "hung", "full"}
+
+
+def test_class_iou_table_is_nan_aware_with_paper_columns(sweeps):
+    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
+    ct = tables.class_iou_table(t, "voc", 0.1, "best_class_iou", Paper.load()).set_index("class")
+    # partial 10 %: IoU_k = v + 0.001k over v = 0.20, 0.22, 0.24; bottle (k=5) NaN for seed 0 →
+    # mean over seeds 1, 2 = (0.225 + 0.245) / 2 = 0.235 with n=2; aeroplane = 0.22 + 0.001 with n=3
+    assert ct.loc["bottle", "partial"] == pytest.approx(0.235) and ct.loc["bottle", "partial n"] == 2
+    assert ct.loc["aeroplane", "partial"] == pytest.approx(0.221) and ct.loc["aeroplane", "partial n"] == 3
+    assert math.isnan(ct.loc["bus", "cyclegan"]) and ct.loc["bus", "cyclegan n"] == 0  # NaN in every seed
+    # the paper's Table 3 at 10 %: aeroplane 0.4236 (Partial) / 0.4369 (Ours); no background row in the paper
+    assert ct.loc["aeroplane", "paper partial"] == 0.4236 and ct.loc["aeroplane", "paper cyclegan"] == 0.4369
+    assert math.isnan(ct.loc["background", "paper partial"])
+
+
+def test_terminal_table_is_fixed_width():
+    rows = [["partial", "0.2200 ± 0.0200 (n=3)"], ["cyclegan − partial", "+0.05"]]
+    text = text_table(["method", "10 %"], rows)
+    lines = text.splitlines()
+    # column widths 18 (len "cyclegan − partial") and 21 (len "0.2200 ± 0.0200 (n=3)"), two spaces between
+    assert lines[0] == "method" + " " * 12 + "  " + " " * 17 + "10 %"
+    assert lines[1] == "-" * 18 + "  " + "-" * 21
+    assert lines[3].startswith("cyclegan − partial") and lines[3].endswith("+0.05")
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_a_gain_without_any_completed_baseline_says_so(tmp_path):
+    d = tmp_path / "s"
+    write_trial(d, "p0", method="partial", fraction=0.1, seed=0, value=None, status="failed", error="OOM")
+    write_trial(d, "c0", method="cyclegan", fraction=0.1, seed=0, value=0.3)
+    t = prepare(read_sweeps([d]).trials, "best_val_miou")
+    summary, gains = tables.table1(t, Paper.load(), "t")
+    _, rows = tables.table1_layout(summary, gains, "voc")
+    assert rows[0][:2] == ["partial", f"— (n=0){tables.INCOMPLETE}"]
+    assert rows[-1][:2] == ["cyclegan − partial", f"— (no pairs){tables.INCOMPLETE}"]

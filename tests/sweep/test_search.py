@@ -1,0 +1,50 @@
+"""Search inside grid cells: one Optuna search per cell, every suggestion run once per seed."""
+
+import pytest
+
+from cycleseg.model.resolve import resolve_config
+from cycleseg.sweep.space import load_space
+from tests.sweep.test_space import tiny, write
+
+
+def test_cell_searcher_replicates_each_suggestion_over_seeds_and_tells_optuna_the_mean(tmp_path):
+    from ray.tune.search import Searcher
+
+    from cycleseg.sweep.plan import Plan
+    from cycleseg.sweep.search import CellSearcher
+
+    p = write(tmp_path, tiny("""
+    grid:
+      labeled_fraction: [0.2, 0.5]
+    seeds: [0, 1]
+    search:
+      num_samples: 2
+      params:
+        lambda_2: {distribution: loguniform, low: 0.005, high: 0.5}
+      points_to_evaluate:
+        - {lambda_2: 0.05}
+    """))
+    space = load_space(p)
+    plan = Plan.build(space, {})
+    assert plan.num_trials == 2 * 2 * 2
+    s = CellSearcher(plan.cells, space.search, plan.seeds)
+    got = [s.suggest(f"t{i}") for i in range(8)]
+    assert s.suggest("t8") == Searcher.FINISHED
+    cfgs = [g["trial"]["cfg"] for g in got]
+    # each suggestion runs once per seed, back to back; the cells take turns; the paper's point first
+    assert [(c["labeled_fraction"], c["seed"]) for c in cfgs] == [(0.2, 0), (0.2, 1), (0.5, 0), (0.5, 1)] * 2
+    assert cfgs[0]["lambda_2"] == cfgs[1]["lambda_2"] == 0.05 and cfgs[2]["lambda_2"] == 0.05
+    assert cfgs[4]["lambda_2"] == cfgs[5]["lambda_2"] != 0.05 and 0.005 <= cfgs[4]["lambda_2"] <= 0.5
+    assert all(resolve_config(c).lambda_2 == c["lambda_2"] for c in cfgs)
+    # objective = the metric at each seed's best epoch, averaged over seeds; told once both ended
+    for v in (0.2, 0.6, 0.4):
+        s.on_trial_result("t0", {"val_miou": v})
+    s.on_trial_complete("t0", {"val_miou": 0.4})
+    study = s.inner[0]._ot_study
+    assert [t.value for t in study.trials if t.value is not None] == []
+    s.on_trial_complete("t1", {"val_miou": 0.3})
+    assert [t.value for t in study.trials if t.value is not None] == [pytest.approx(0.45)]
+    # a seed that failed counts as missing; both failed: the suggestion is failed for Optuna
+    s.on_trial_complete("t2", error=True)
+    s.on_trial_complete("t3", error=True)
+    assert [t.state.name for t in s.inner[1]._ot_study.trials][:1] == ["FAIL"]
