@@ -105,11 +105,14 @@ def sweep(space: str | None, sets: tuple[str, ...], **opts: Any) -> None:
     """Run a search space (YAML) as Ray Tune trials, each trained by Ray Train; results as Parquet.
 
     SPACE is a YAML file or a shipped space (demo, table1, ablation, lambdas); default demo, or with
-    --resume the trials the sweep was started with.
+    --resume the trials the sweep was started with. Exit status 1 when a trial failed after its retries
+    (diverged and early-stopped trials are results, not failures).
     """
     from cycleseg.sweep.runner import run_sweep
 
-    run_sweep(space, sets=list(sets), **opts)
+    outcome = run_sweep(space, sets=list(sets), **opts)
+    if outcome is not None and outcome.failed:
+        sys.exit(1)
 
 
 @main.command("best-config", epilog=_examples(

@@ -8,6 +8,7 @@ trial id, so a re-run trial resumes from them), and the Parquet ``trials/`` and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,14 @@ def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
     return refs
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    """Where a finished sweep's files are, and how many of its trials failed after their retries."""
+
+    sweep_dir: str
+    failed: int
+
+
 def run_sweep(
     space: str | Path | None,
     *,
@@ -68,8 +77,8 @@ def run_sweep(
     max_concurrent: int | None = None,
     dry_run: bool = False,
     resume: bool = False,
-) -> str | None:
-    """Run a sweep, or with ``resume`` finish one; returns the sweep folder (None for a dry run).
+) -> SweepOutcome | None:
+    """Run a sweep, or with ``resume`` finish one; returns its outcome (None for a dry run).
 
     ``space`` None is the demo space, or with ``resume`` the plan the sweep was started with.
     """
@@ -128,11 +137,11 @@ def run_sweep(
             tuner = _new_tuner(plan, trainable, name, root, sweep_dir, r, concurrent)
         tuner.fit()
         release_leftover_groups()
-        print_summary(sweep_dir, name)
+        failed = print_summary(sweep_dir, name)
     finally:
         if started:
             ray.shutdown()
-    return sweep_dir
+    return SweepOutcome(sweep_dir, failed)
 
 
 def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str, r: Resources,

@@ -87,7 +87,7 @@ def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
     """)
     sweep_dir = run_sweep(
         p, storage=str(tmp_path / "runs"), name="ddp", workers_per_trial=2, cpus_per_worker=1, gpus_per_worker=0
-    )
+    ).sweep_dir
     t = pd.read_parquet(Path(sweep_dir) / "trials")
     assert list(t["status"]) == ["completed"] and t["epochs_run"].iloc[0] == 2
     reports = results_json(sweep_dir, t["trial_id"].iloc[0])
@@ -95,15 +95,22 @@ def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
     assert all(r["world_size"] == 2 for r in reports)
 
 
-def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_path, capsys):
+def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_path):
     p = space(tmp_path, """
     grid:
       method: [cyclegan, fault_nan_1, fault_crash_2, fault_crash_1]
     """)
-    sweep_dir = run_sweep(p, storage=str(tmp_path / "runs"), name="e2e", gpus_per_worker=0.25, cpus_per_worker=0.5)
-    assert sweep_dir == str(tmp_path / "runs" / "e2e")
-    out = capsys.readouterr().out
+    r = CliRunner().invoke(main, ["sweep", str(p), "--storage", str(tmp_path / "runs"), "--name", "e2e",
+                                  "--gpus-per-worker", "0.25", "--cpus-per-worker", "0.5"], catch_exceptions=False)
+    assert r.exit_code == 1  # a trial failed after its retries: a job scheduler must see it
+    sweep_dir = str(tmp_path / "runs" / "e2e")
+    out = r.output
     assert "4 trials: 2 completed, 1 diverged, 1 failed" in out and f"{sweep_dir}/trials/" in out
+    # the failed trial is named with what differs, its last error line and where its full log is
+    failed_line = next(ln for ln in out.splitlines() if ln.startswith("failed: "))
+    assert "method=fault_crash_1" in failed_line and "injected crash in epoch 1" in failed_line
+    log = failed_line.split("full log: ")[1]
+    assert Path(log).is_file() and "injected crash in epoch 1" in Path(log).read_text()
 
     files = sorted((Path(sweep_dir) / "trials").glob("*.parquet"))
     assert len(files) == 4 and all(pq.read_schema(f).equals(res.TRIALS_SCHEMA, check_metadata=False) for f in files)
@@ -156,7 +163,7 @@ def test_asha_stops_a_trial_and_later_trials_still_run(cluster, tmp_path):
       lr: [0.001, 0.00001, 0.002]
     scheduler: {type: asha, metric: lr, mode: max, grace_period: 1, reduction_factor: 2}
     """)
-    sweep_dir = run_sweep(p, storage=str(tmp_path / "runs"), name="asha", gpus_per_worker=1)
+    sweep_dir = run_sweep(p, storage=str(tmp_path / "runs"), name="asha", gpus_per_worker=1).sweep_dir
     df = pd.read_parquet(Path(sweep_dir) / "trials").set_index("lr")
     assert df.loc[0.00001, "status"] == "early_stopped" and df.loc[0.00001, "epochs_run"] == 1
     assert list(df.loc[[0.001, 0.002], "status"]) == ["completed", "completed"]

@@ -1,0 +1,166 @@
+"""cycleseg command line: parses options and delegates. No logic lives here.
+
+Every ``UserError`` becomes one line on stderr and exit code 2 (Click's own usage errors too).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cycleseg.model.errors import UserError
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ``UserError`` into ``error: <message>`` and exit 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cycleseg")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _examples(*lines: str) -> str:
+    """A command's help epilog: example lines, shown verbatim (``\\b`` stops Click's rewrapping)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=_examples("cycleseg sweep", "cycleseg report runs/demo", "cycleseg debug --preset tiny --epochs 2"))
+@click.version_option(_version(), "--version", prog_name="cycleseg", message="%(prog)s %(version)s")
+def main() -> None:
+    """Semi-supervised segmentation with CycleGAN (Mondal et al. 2019): sweeps on Ray."""
+
+
+@main.command(epilog=_examples(
+    "cycleseg debug --dataset digits --method cyclegan --preset tiny --epochs 2 --out runs/x",
+    "cycleseg debug --config best.yaml --epochs 1",
+    "cycleseg debug --out runs/x --resume"))
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="Resolved config YAML (e.g. from best-config).")
+@click.option("--dataset", help="digits (built in), voc, cityscapes, acdc.")
+@click.option("--data-root", help="Folder with the dataset's on-disk layout.")
+@click.option("--method", help="cyclegan, partial, full, hung.")
+@click.option("--labeled-fraction", type=float, help="Share of labeled training images, in (0, 1].")
+@click.option("--seed", type=int, help="Fixes the labeled subset, init and batch order.")
+@click.option("--epochs", type=int, help="Training epochs.")
+@click.option("--preset", help="Network size: paper, small, tiny.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set lambda_2=0.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/debug"), show_default=True,
+              help="Output folder.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
+@_user_errors
+def debug(config_file: Path | None, sets: tuple[str, ...], out: Path, resume: bool, **opts: Any) -> None:
+    """Train one trial locally, without Ray, through the same entry point a sweep worker calls."""
+    from cycleseg.model.debug import debug_run
+    from cycleseg.model.resolve import load_config_file, parse_set, resolve_config
+
+    base = load_config_file(config_file) if config_file else {}
+    flags = {k: v for k, v in opts.items() if v is not None}
+    cfg = resolve_config(base, flags, parse_set(sets))
+    debug_run(cfg, out, resume=resume)
+
+
+@main.command(epilog=_examples(
+    "cycleseg sweep                                   # the demo on an embedded local Ray",
+    "cycleseg sweep table1 --set data_root=/data/VOC2012 --dry-run",
+    "cycleseg sweep --resume --name table1"))
+@click.argument("space", required=False, default=None)
+@click.option("--name", help="Sweep name (folder under --storage); default: the space's file name.")
+@click.option("--storage", default="runs", show_default=True, help="Local dir, shared FS path or s3:// / gs:// URI.")
+@click.option("--address", envvar="RAY_ADDRESS",
+              help="Join this Ray cluster (or set RAY_ADDRESS); none starts a local Ray.")
+@click.option("--workers-per-trial", type=int, default=1, show_default=True,
+              help="Ray Train workers (DDP ranks) per trial.")
+@click.option("--gpus-per-worker", type=float, default=None,
+              help="GPUs per worker, fractional to pack trials (default 1 if the cluster has GPUs, else 0).")
+@click.option("--cpus-per-worker", type=float, default=1.0, show_default=True)
+@click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: what the cluster fits).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a base config field for every trial.")
+@click.option("--dry-run", is_flag=True, help="Print the expanded trials and a compute estimate; run nothing.")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted sweep (same --name) without re-running finished trials.")
+@_user_errors
+def sweep(space: str | None, sets: tuple[str, ...], **opts: Any) -> None:
+    """Run a search space (YAML) as Ray Tune trials, each trained by Ray Train; results as Parquet.
+
+    SPACE is a YAML file or a shipped space (demo, table1, ablation, lambdas); default demo, or with
+    --resume the trials the sweep was started with. Exit status 1 when a trial failed after its retries
+    (diverged and early-stopped trials are results, not failures).
+    """
+    from cycleseg.sweep.runner import run_sweep
+
+    outcome = run_sweep(space, sets=list(sets), **opts)
+    if outcome is not None and outcome.failed:
+        sys.exit(1)
+
+
+@main.command("best-config", epilog=_examples(
+    "cycleseg best-config runs/demo -o best.yaml",
+    "cycleseg best-config runs/demo --where 'labeled_fraction == 0.2' -o best.yaml",
+    "cycleseg best-config s3://bucket/sweeps/demo -o best.yaml"))
+@click.argument("results")
+@click.option("--metric", default="best_val_miou", show_default=True, help="A column of trials/.")
+@click.option("--mode", type=click.Choice(["max", "min"]), default="max", show_default=True)
+@click.option("--where", "where", default=None, help="pandas query on trials/, e.g. 'labeled_fraction == 0.2'.")
+@click.option("--trial", "trial_id", default=None, help="Export this exact trial's config instead of ranking.")
+@click.option("--per-seed", is_flag=True, help="Rank single trials instead of configs averaged over seeds.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("best.yaml"), show_default=True)
+@_user_errors
+def best_config(results: str, **opts: Any) -> None:
+    """Export the best configuration of a sweep as a YAML that `debug --config` and sweeps accept.
+
+    RESULTS: a sweep folder (local or s3:// / gs:// URI), e.g. runs/demo.
+    """
+    from cycleseg.sweep.export import export_best_config
+
+    export_best_config(results, **opts)
+
+
+@main.command(epilog=_examples(
+    "cycleseg report runs/demo",
+    "cycleseg report runs/table1-voc runs/ablation -o reports/voc",
+    "cycleseg report s3://bucket/sweeps/demo -o report-demo"))
+@click.argument("results", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Report folder (default: <first results>/report).")
+@click.option("--metric", type=click.Choice(["best_val_miou", "final_val_miou"]), default="best_val_miou",
+              show_default=True)
+@click.option("--labeled-fraction", type=float, default=None,
+              help="Fraction for the per-class IoU tables and sample grids (default: the smallest).")
+@click.option("--no-samples", is_flag=True, help="Skip the sample grid (needs the checkpoints).")
+@click.option("--ci", type=click.Choice(["t", "bootstrap"]), default="t", show_default=True,
+              help="Interval for paired differences (bootstrap only with >= 4 seeds).")
+@_user_errors
+def report(results: tuple[str, ...], **opts: Any) -> None:
+    """Tables (paper Table 1/2 replicas with paired gains and CIs), plots and sample grids.
+
+    RESULTS: one or more sweep folders (each with trials/ and epochs/), e.g. runs/table1 runs/ablation.
+    """
+    from cycleseg.sweep.report import build_report
+
+    build_report(list(results), **opts)
+
+
+if __name__ == "__main__":
+    main()

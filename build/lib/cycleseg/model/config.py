@@ -1,0 +1,217 @@
+"""The trial configuration: one typed dataclass, defaults and valid ranges declared once, dumped beside every run.
+
+A ``TrialConfig`` is everything one training run needs. Each field declares its type, its default,
+its valid range and what it means, and pydantic checks all of them when a config is built, so a bad
+value is refused before anything runs. ``cycleseg.model.resolve`` builds a config from layers (the
+defaults, a preset, a YAML file, ``key=value`` overrides) and checks the names that need the
+dataset and method registries. The resolved config is what gets written to ``config.yaml`` and
+hashed, so two runs with equal hashes ran the same experiment. The JSON Schema of a config (and of
+the search-space files built on it) is generated from this class.
+
+Paper symbols (Mondal et al. 2019, Eq. 8): ``lambda_1`` weights L^I_gen (G_SI supervised L2),
+``lambda_2`` L^S_cycle (label cycle CE), ``lambda_3`` L^I_cycle (image cycle L1), ``lambda_4``
+L^S_disc (label adversarial), ``lambda_5`` L^I_disc (image adversarial). L^S_gen has weight 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
+
+from cycleseg.model.errors import UserError
+from cycleseg.model.registry import suggest
+
+# Network sizes per preset. ``paper`` is §3.3 of the paper (≈11.4 M parameters per generator).
+PRESETS: dict[str, dict[str, int]] = {
+    "paper": {"ngf": 64, "ndf": 64, "n_blocks": 9},
+    "small": {"ngf": 32, "ndf": 32, "n_blocks": 6},
+    "tiny": {"ngf": 8, "ndf": 8, "n_blocks": 2},
+}
+LAMBDAS: tuple[str, ...] = ("lambda_1", "lambda_2", "lambda_3", "lambda_4", "lambda_5")
+
+
+def _number(v: Any) -> Any:
+    """Numbers are finite numbers: ``true`` is not 1 (pydantic's lax mode would take it), NaN and inf are refused."""
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not true/false")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+def _num(tp: type, **constraints: Any) -> Any:
+    """A number type with its range. The check comes after the range in the metadata, so the JSON Schema
+    carries the range as ``minimum``/``maximum`` (pydantic leaves it raw the other way round)."""
+    return Annotated[tp, Field(**constraints), BeforeValidator(_number)]
+
+
+# Field types with their ranges.
+PositiveFloat = _num(float, gt=0, allow_inf_nan=False)
+Fraction = _num(float, gt=0, le=1, allow_inf_nan=False)
+Weight = _num(float, ge=0, allow_inf_nan=False)
+Probability = _num(float, ge=0, le=1, allow_inf_nan=False)
+Beta = _num(float, ge=0, lt=1, allow_inf_nan=False)
+Seed = _num(int, ge=0, lt=2**32)
+Count = _num(int, ge=1)
+NonNegative = _num(int, ge=0)
+Side = _num(int, ge=8, multiple_of=4)
+Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", coerce_numbers_to_str=True))
+class TrialConfig:
+    """One trial, fully resolved. Field names follow the paper where it names them."""
+
+    # --- data -------------------------------------------------------------------------------
+    dataset: str = Field("digits", description="digits (built in), voc, cityscapes or acdc")
+    data_root: str | None = Field(None, description="folder holding the dataset's on-disk layout (not for digits)")
+    labeled_fraction: Fraction = Field(
+        0.2, description="share of training images whose masks are used, in (0, 1]; e.g. 0.1 for 10 %"
+    )
+    seed: Seed = Field(0, description="fixes the labeled subset, network init and batch order; 0 ≤ seed < 2^32")
+    split_seed: Seed = Field(0, description="fixes the splits a dataset does not ship (ACDC patients, digits scenes)")
+    image_height: Side | None = Field(
+        None, description="None = the dataset's own size; a multiple of 4, >= 8 (two stride-2 convolutions)"
+    )
+    image_width: Side | None = Field(None, description="as image_height")
+    digits_train: Count = Field(400, description="`digits` only: scenes in the training set")
+    digits_val: Count = Field(100, description="`digits` only: scenes in the validation set")
+    cache_dir: str | None = Field(None, description="prepared-array cache; None = $CYCLESEG_CACHE or ~/.cache/cycleseg")
+
+    # --- method -------------------------------------------------------------------------------
+    method: str = Field("cyclegan", description="cyclegan, partial, full or hung")
+    lambda_1: Weight = Field(1.0, description="weight of L^I_gen (G_SI supervised L2); 0 drops the term")
+    lambda_2: Weight = Field(0.05, description="weight of L^S_cycle (label cycle CE); 0 drops the term")
+    lambda_3: Weight = Field(1.0, description="weight of L^I_cycle (image cycle L1); 0 drops the term")
+    lambda_4: Weight = Field(1.0, description="weight of L^S_disc (label adversarial, LSGAN); 0 drops the term")
+    lambda_5: Weight = Field(1.0, description="weight of L^I_disc (image adversarial, LSGAN); 0 drops the term")
+    # Hung et al. 2018 baseline (values from the authors' README, see shared notes)
+    hung_lambda_adv: Weight = Field(0.01, description="hung: weight of the labeled adversarial term")
+    hung_lambda_semi_adv: Weight = Field(0.001, description="hung: weight of the unlabeled adversarial term")
+    hung_lambda_semi: Weight = Field(0.1, description="hung: weight of the self-training term")
+    hung_t_semi: Probability = Field(0.2, description="hung: confidence threshold of the self-training term")
+    hung_semi_start: Probability = Field(
+        0.25, description="hung: share of the run's iterations before self-training starts"
+    )
+    hung_d_lr: PositiveFloat = Field(1e-4, description="hung: Adam learning rate of its discriminator")
+    hung_d_beta1: Beta = Field(0.9, description="hung: Adam beta1 of its discriminator, in [0, 1)")
+    hung_d_beta2: Beta = Field(0.99, description="hung: Adam beta2 of its discriminator, in [0, 1)")
+
+    # --- networks -----------------------------------------------------------------------------
+    preset: Preset = Field("paper", description="network size: paper (§3.3), small or tiny")
+    ngf: Count | None = Field(None, description="generator width; None = the preset's value")
+    ndf: Count | None = Field(None, description="discriminator width; None = the preset's value")
+    n_blocks: NonNegative | None = Field(
+        None, description="residual blocks per generator; None = the preset's value"
+    )
+
+    # --- optimisation -------------------------------------------------------------------------
+    epochs: Count = Field(400, description="training epochs")
+    batch_size: Count = Field(5, description="labeled images per step (and as many unlabeled)")
+    lr: PositiveFloat = Field(2e-4, description="Adam learning rate of every network (hung's D: hung_d_lr)")
+    beta1: Beta = Field(0.5, description="Adam beta1, in [0, 1)")
+    beta2: Beta = Field(0.999, description="Adam beta2, in [0, 1)")
+    lr_decay_start: Probability = Field(
+        0.25, description="share of epochs at constant lr before the linear decay to 0 (paper: 100 of 400)"
+    )
+
+    # --- execution ----------------------------------------------------------------------------
+    device: Device = Field("auto", description="auto, cpu, cuda or cuda:N")
+    amp: bool = Field(True, description="bf16 autocast on CUDA; always fp32 on CPU")
+    channels_last: bool = Field(True, description="channels_last memory format")
+    compile: bool = Field(False, description="torch.compile the networks")
+    eval_batch_size: Count = Field(20, description="images per evaluation batch")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self, exclude: tuple[str, ...] = ()) -> str:
+        """Stable short hash of the resolved config (``exclude=("seed",)`` groups replicates)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in exclude and k not in EXECUTION_FIELDS}
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialConfig))
+DEFAULTS: dict[str, Any] = TrialConfig().to_dict()
+# Fields that say where/how a run executes, not what it computes: left out of the hash, and never a
+# reason to keep two trials' results apart in a report.
+EXECUTION_FIELDS = frozenset({"data_root", "cache_dir", "device", "amp", "channels_last", "compile", "eval_batch_size"})
+
+
+def describe(name: str) -> str:
+    """The meaning of config field ``name`` (its declared description)."""
+    return TrialConfig.__dataclass_fields__[name].default.description or ""
+
+
+def unknown_key(key: str) -> str:
+    return f"unknown config key '{key}'{suggest(key, FIELD_NAMES)}; valid keys: {', '.join(FIELD_NAMES)}"
+
+
+def _plain(v: Any) -> str:
+    return repr(v) if not isinstance(v, str) else f"'{v}'"
+
+
+_PHRASES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "multiple_of": "must be a multiple of {multiple_of}",
+    "int_from_float": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "string_pattern_mismatch": "is not a valid value",
+    "literal_error": "must be one of: {expected}",
+}
+
+
+def error_line(e: ValidationError, where: str = "") -> str:
+    """A pydantic error as our one line: which key, what is wrong with the value, and what the key means."""
+    err = e.errors(include_url=False)[0]
+    key = ".".join(str(p) for p in err["loc"]) or "config"
+    if err["type"] == "unexpected_keyword_argument":
+        return f"{where}{unknown_key(key)}"
+    phrase = _PHRASES.get(err["type"])
+    if phrase is None:
+        msg = err["msg"].removeprefix("Value error, ")
+    else:
+        ctx = {k: f"{v:g}" if isinstance(v, float) else str(v).replace("'", "") for k, v in err.get("ctx", {}).items()}
+        msg = phrase.format(**ctx)
+    hint = suggest(str(err.get("input")), list(PRESETS)) if err["type"] == "literal_error" else ""
+    meaning = describe(key) if key in FIELD_NAMES else ""
+    return f"{where}{key} {msg}, got {_plain(err.get('input'))}{hint}" + (f" ({key}: {meaning})" if meaning else "")
+
+
+def build(values: dict[str, Any], where: str = "") -> TrialConfig:
+    """``TrialConfig(**values)`` with pydantic's checks turned into a one-line ``UserError``."""
+    try:
+        return TrialConfig(**values)
+    except ValidationError as e:
+        raise UserError(error_line(e, where)) from None
+
+
+def check_value(key: str, value: Any, where: str = "") -> Any:
+    """``value`` as config field ``key`` would store it (type and range checked); a ``UserError`` if not."""
+    if key not in FIELD_NAMES:
+        raise UserError(f"{where}{unknown_key(key)}")
+    return getattr(build({key: value}, where), key)
+
+
+def config_to_yaml(cfg: TrialConfig, header: str = "") -> str:
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    return (header + text) if header else text

@@ -1,0 +1,461 @@
+"""Training methods: the losses and ``optimize_parameters`` of each method, apart from the networks.
+
+pytorch-CycleGAN-and-pix2pix style: a method owns its networks (built with ``create_network`` +
+``init_weights`` under the caller's seed, in a fixed order) and optimizers, and one call of
+``optimize_parameters`` is one training iteration. Registered in ``METHODS``:
+
+- ``cyclegan``: Mondal et al. 2019 (the paper), Eq. 1–9.
+- ``partial``: G_IS with L^S_gen on the labeled subset only (the supervised lower bound).
+- ``full``: the same on every training image (``all_labeled``; the upper bound).
+- ``hung``: Hung et al. 2018 adversarial baseline with the same G_IS.
+
+Code name → paper symbol (Mondal et al. 2019, §3.2):
+
+    x, y          x ∈ X_L, y ∈ Y_L          labeled image, its mask (255 = ignore)
+    x_u           x' ∈ X_U                  unlabeled image
+    y_onehot      y as a C-channel map       how masks enter G_SI and D_S
+    G_IS, G_SI    G_IS, G_SI                image→segmentation (logits), segmentation→image (tanh)
+    D_S, D_I      D_S, D_I                  pixel-wise discriminators of masks / images
+    x_fake        G_SI(y)                   generated image (Eq. 3, fake for D_I in Eq. 5)
+    s_u           softmax(G_IS(x'))         generated mask (fake for D_S in Eq. 4)
+    S_gen         L^S_gen   (Eq. 1)         H(y, G_IS(x))                       weight 1
+    I_gen         L^I_gen   (Eq. 3)         ‖G_SI(y) − x‖²                      lambda_1
+    S_cycle       L^S_cycle (Eq. 7)         H(y, G_IS(G_SI(y)))                 lambda_2
+    I_cycle       L^I_cycle (Eq. 6)         ‖G_SI(G_IS(x')) − x'‖₁              lambda_3
+    S_adv_G       generator side of Eq. 4   (D_S(G_IS(x')) − 1)²                lambda_4
+    I_adv_G       generator side of Eq. 5   (D_I(G_SI(y)) − 1)²                 lambda_5
+    S_adv_D       Eq. 4 for D_S             ½[(D_S(y) − 1)² + D_S(G_IS(x'))²]
+    I_adv_D       Eq. 5 for D_I             ½[(D_I(x') − 1)² + D_I(G_SI(y))²]
+
+Eq. 9 (min over G, max over D) is done by alternating steps: one Adam step on G_IS and G_SI
+together with D_S, D_I frozen, then one Adam step on D_S and D_I with the generated images and
+masks detached. The generators' adversarial terms use the least-squares form "call it real"
+(LSGAN), as in CycleGAN, instead of literally maximising −λ·L_disc.
+
+The loss dicts hold the *unweighted* terms (the paper's L's) plus the weighted totals ``G_total``
+(Eq. 8 without the D-only parts) and ``D_total``. A term whose λ is 0 is neither computed nor
+reported, and a forward pass that only such terms need is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Adam, Optimizer
+
+from cycleseg.model import losses
+from cycleseg.model.errors import UserError
+from cycleseg.model.masks import IGNORE, one_hot
+from cycleseg.model.networks import create_network, init_weights
+from cycleseg.model.registry import Registry
+
+if TYPE_CHECKING:
+    from cycleseg.model.config import TrialConfig
+    from cycleseg.model.data import DatasetInfo
+
+Wrapper = Callable[[nn.Module], nn.Module]
+
+
+def adam_options(device: torch.device) -> dict[str, bool]:
+    """Adam's implementation: fused on CUDA, foreach on CPU (the same math as the plain loop, fewer kernels)."""
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
+@dataclass
+class Batch:
+    """One training batch. Images float, normalized to [-1, 1]; masks int64 with 255 = ignore."""
+
+    x: Tensor  # labeled images (B, C_in, H, W)
+    y: Tensor  # their masks (B, H, W)
+    x_u: Tensor | None = None  # unlabeled images (B_u, C_in, H, W); None if uses_unlabeled is False
+
+
+class Method:
+    """Base class: networks, optimizers, device/precision handling, the two-phase training step.
+
+    ``raw_networks`` are the plain modules: parameters, optimizers and ``state_dict`` use them, so
+    checkpoints carry no wrapper prefixes. ``networks`` are what the training forward passes call:
+    the same modules, possibly wrapped for data parallelism (``distribute``) and ``torch.compile``d.
+    A frozen network (a discriminator during the generator phase) and ``predict`` run unwrapped:
+    they need no gradient synchronisation.
+    """
+
+    uses_unlabeled: ClassVar[bool] = False
+    all_labeled: ClassVar[bool] = False
+    LOSS_TERMS: ClassVar[tuple[str, ...]]  # every key optimize_parameters may return (a λ of 0 drops some)
+
+    @classmethod
+    def check(cls, cfg: TrialConfig, info: DatasetInfo) -> None:
+        """Refuse a config this method cannot train (``UserError`` naming the fix); called while resolving."""
+        if info.height % 4 or info.width % 4:
+            raise UserError(
+                f"image size {info.height}x{info.width} of dataset '{info.name}' is not divisible by 4, "
+                "which the generators need; set image_height/image_width to multiples of 4"
+            )
+
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        self.check(cfg, info)
+        self.cfg = cfg
+        self.info = info
+        self.device = torch.device(device)
+        self.total_iters = total_iters
+        self.iteration = 0  # optimize_parameters calls so far
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.use_amp = bool(cfg.amp) and self.device.type == "cuda"  # never autocast on CPU
+        self.raw_networks: dict[str, nn.Module] = {}
+        self.networks: dict[str, nn.Module] = {}
+        self.frozen_networks: dict[str, nn.Module] = {}  # unwrapped (maybe compiled): frozen passes, predict
+        self.optimizers: dict[str, Optimizer] = {}
+        self._frozen: set[str] = set()
+
+    # --- building ---------------------------------------------------------------------------
+    def _add_network(self, name: str, kind: str, **kwargs: Any) -> None:
+        # init on CPU, then move: the same seed gives the same weights on every device
+        net = init_weights(create_network(kind, **kwargs)).to(self.device, memory_format=self.memory_format)
+        self.raw_networks[name] = net
+        self.frozen_networks[name] = self.networks[name] = self._compiled(net)
+
+    def _compiled(self, net: nn.Module) -> nn.Module:
+        return torch.compile(net) if self.cfg.compile else net
+
+    def distribute(self, wrap: Wrapper) -> None:
+        """Wrap every network's training forward with ``wrap`` (e.g. DistributedDataParallel)."""
+        self.networks = {n: self._compiled(wrap(m)) for n, m in self.raw_networks.items()}
+
+    def _generator(self, in_channels: int, out_channels: int, out: str) -> dict[str, Any]:
+        return dict(in_channels=in_channels, out_channels=out_channels, ngf=self.cfg.ngf,
+                    n_blocks=self.cfg.n_blocks, out=out)
+
+    def _adam(self, names: Iterable[str], lr: float, betas: tuple[float, float]) -> Adam:
+        """One Adam over the named networks."""
+        params = [p for n in names for p in self.raw_networks[n].parameters()]
+        return Adam(params, lr=lr, betas=betas, **adam_options(self.device))
+
+    # --- running ----------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _fmt(self, t: Tensor) -> Tensor:
+        return t.contiguous(memory_format=self.memory_format)
+
+    def _image(self, t: Tensor) -> Tensor:
+        return self._fmt(t.to(self.device, non_blocking=True))
+
+    def _mask(self, y: Tensor) -> Tensor:
+        return y.to(self.device, dtype=torch.long, non_blocking=True)
+
+    def _fwd(self, name: str, x: Tensor) -> Tensor:
+        """One forward pass of network ``name`` (bf16 autocast if enabled); the output in fp32."""
+        net = self.frozen_networks[name] if name in self._frozen else self.networks[name]
+        with self._autocast():
+            out = net(x)
+        return out.float()
+
+    def _set_requires_grad(self, names: Iterable[str], flag: bool) -> None:
+        for n in names:
+            for p in self.raw_networks[n].parameters():
+                p.requires_grad_(flag)
+            (self._frozen.discard if flag else self._frozen.add)(n)
+
+    def _step(self, opt: str, loss: Tensor) -> None:
+        self.optimizers[opt].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[opt].step()
+
+    def predict(self, x: Tensor) -> Tensor:
+        """G_IS logits (B, C, H, W) in fp32. The caller picks eval mode and ``torch.no_grad``."""
+        with self._autocast():
+            out = self.frozen_networks["G_IS"](self._image(x))
+        return out.float()
+
+    def eval_mode(self) -> contextlib.AbstractContextManager:
+        """Every network in eval mode for the block, then back to the mode each had."""
+        return _eval_mode(list(self.raw_networks.values()))
+
+    # --- training ---------------------------------------------------------------------------
+    def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Generator-phase forward: (loss terms with graph incl. ``G_total``, tensors the D phase reuses).
+
+        Discriminators are frozen here (``requires_grad`` False) until ``optimize_D``.
+        """
+        raise NotImplementedError
+
+    def optimize_G(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Generator phase: one Adam step of optimizer "G" on ``G_total``."""
+        terms, saved = self.generator_losses(batch)
+        self._step("G", terms["G_total"])
+        return {k: v.detach() for k, v in terms.items()}, saved
+
+    def optimize_D(self, saved: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Discriminator phase from the generator phase's detached outputs; none by default."""
+        return {}
+
+    def optimize_parameters(self, batch: Batch) -> dict[str, Tensor]:
+        """One training iteration. Returns a detached 0-dim tensor per loss term (no host sync)."""
+        g_terms, saved = self.optimize_G(batch)
+        d_terms = self.optimize_D(saved)
+        self.iteration += 1
+        return {**g_terms, **d_terms}
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "networks": {n: m.state_dict() for n, m in self.raw_networks.items()},
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for n, m in self.raw_networks.items():
+            m.load_state_dict(state["networks"][n])
+        for n, o in self.optimizers.items():
+            # keep this machine's Adam implementation (a CUDA checkpoint says fused=True)
+            impl = [{k: g[k] for k in ("foreach", "fused")} for g in o.param_groups]
+            o.load_state_dict(state["optimizers"][n])
+            for g, kw in zip(o.param_groups, impl, strict=True):
+                g.update(kw)
+        self.iteration = int(state["iteration"])
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def create_method(cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> Method:
+    """The method ``cfg.method`` with its networks initialised from ``cfg.seed`` (same seed, same weights)."""
+    seed_everything(cfg.seed)
+    return METHODS.get(cfg.method)(cfg, info, device, total_iters)
+
+
+@METHODS.register("partial")
+class Partial(Method):
+    """Supervised G_IS on the labeled subset: L^S_gen (Eq. 1) only."""
+
+    LOSS_TERMS = ("S_gen", "G_total")
+
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        super().__init__(cfg, info, device, total_iters)
+        self._add_network("G_IS", "resnet_generator", **self._generator(info.in_channels, info.num_classes, "logits"))
+        self.optimizers["G"] = self._adam(["G_IS"], cfg.lr, (cfg.beta1, cfg.beta2))
+
+    def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        s_gen = losses.cross_entropy(self._fwd("G_IS", self._image(batch.x)), self._mask(batch.y))
+        return {"S_gen": s_gen, "G_total": s_gen}, {}
+
+
+@METHODS.register("full")
+class Full(Partial):
+    """``partial`` trained on every training image (the fully supervised upper bound)."""
+
+    all_labeled = True
+
+
+@METHODS.register("cyclegan")
+class CycleGAN(Method):
+    """Mondal et al. 2019: G_IS, G_SI, D_S, D_I trained with Eq. 1–8, alternating as in Eq. 9."""
+
+    uses_unlabeled = True
+    DISCRIMINATORS = ("D_S", "D_I")
+    LOSS_TERMS = ("S_gen", "I_gen", "S_cycle", "I_cycle", "S_adv_G", "I_adv_G", "G_total",
+                  "S_adv_D", "I_adv_D", "D_total")
+
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        super().__init__(cfg, info, device, total_iters)
+        c, c_in = info.num_classes, info.in_channels
+        # fixed order, all four always built: G_IS gets the same init under a seed whatever the λ's
+        self._add_network("G_IS", "resnet_generator", **self._generator(c_in, c, "logits"))
+        self._add_network("G_SI", "resnet_generator", **self._generator(c, c_in, "tanh"))
+        self._add_network("D_S", "pixel_discriminator", in_channels=c, ndf=cfg.ndf)
+        self._add_network("D_I", "pixel_discriminator", in_channels=c_in, ndf=cfg.ndf)
+        betas = (cfg.beta1, cfg.beta2)
+        self.optimizers["G"] = self._adam(["G_IS", "G_SI"], cfg.lr, betas)
+        self.optimizers["D"] = self._adam(self.DISCRIMINATORS, cfg.lr, betas)
+        # λ weight of each generator term (Eq. 8); S_gen has weight 1
+        self.weights = {"I_gen": cfg.lambda_1, "S_cycle": cfg.lambda_2, "I_cycle": cfg.lambda_3,
+                        "S_adv_G": cfg.lambda_4, "I_adv_G": cfg.lambda_5}
+
+    def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        cfg = self.cfg
+        lam1, lam2, lam3, lam4, lam5 = cfg.lambda_1, cfg.lambda_2, cfg.lambda_3, cfg.lambda_4, cfg.lambda_5
+        self._set_requires_grad(self.DISCRIMINATORS, False)
+        x = self._image(batch.x)
+        y = self._mask(batch.y)
+        x_u = None
+        if lam3 > 0 or lam4 > 0 or lam5 > 0:
+            if batch.x_u is None:
+                raise ValueError("cyclegan needs batch.x_u (unlabeled images) when lambda_3/4/5 > 0")
+            x_u = self._image(batch.x_u)
+        terms: dict[str, Tensor] = {}
+        saved: dict[str, Tensor] = {}
+
+        terms["S_gen"] = losses.cross_entropy(self._fwd("G_IS", x), y)  # Eq. 1
+        y_onehot = self._fmt(one_hot(y, self.info.num_classes)) if lam1 or lam2 or lam4 or lam5 else None
+        if lam1 > 0 or lam2 > 0 or lam5 > 0:
+            x_fake = self._fwd("G_SI", y_onehot)  # G_SI(y)
+            if lam1 > 0:
+                terms["I_gen"] = losses.l2(x_fake, x)  # Eq. 3
+            if lam2 > 0:
+                terms["S_cycle"] = losses.cross_entropy(self._fwd("G_IS", x_fake), y)  # Eq. 7
+            if lam5 > 0:
+                terms["I_adv_G"] = losses.lsgan_real(self._fwd("D_I", x_fake))  # Eq. 5, G side
+                saved["x_fake"], saved["x_u"] = x_fake.detach(), x_u
+        if lam3 > 0 or lam4 > 0:
+            # softmax probabilities, not a detached argmax: λ4's gradient must reach G_IS through D_S
+            s_u = torch.softmax(self._fwd("G_IS", x_u), dim=1)
+            if lam3 > 0:
+                terms["I_cycle"] = losses.l1(self._fwd("G_SI", s_u), x_u)  # Eq. 6
+            if lam4 > 0:
+                terms["S_adv_G"] = losses.lsgan_real(self._fwd("D_S", s_u))  # Eq. 4, G side
+                saved["s_u"], saved["y_onehot"] = s_u.detach(), y_onehot
+
+        total = terms["S_gen"]
+        for name, w in self.weights.items():
+            if name in terms:
+                total = total + w * terms[name]
+        terms = {name: terms[name] for name in ("S_gen", *self.weights) if name in terms}  # stable order
+        terms["G_total"] = total
+        return terms, saved
+
+    def optimize_D(self, saved: dict[str, Tensor]) -> dict[str, Tensor]:
+        """LSGAN discriminator step (Eq. 4, 5), each real+fake pair halved; skipped where λ is 0."""
+        if not saved:
+            return {}
+        self._set_requires_grad(self.DISCRIMINATORS, True)
+        terms: dict[str, Tensor] = {}
+        if "s_u" in saved:
+            terms["S_adv_D"] = 0.5 * (losses.lsgan_real(self._fwd("D_S", saved["y_onehot"]))
+                                      + losses.lsgan_fake(self._fwd("D_S", saved["s_u"])))
+        if "x_fake" in saved:
+            terms["I_adv_D"] = 0.5 * (losses.lsgan_real(self._fwd("D_I", saved["x_u"]))
+                                      + losses.lsgan_fake(self._fwd("D_I", saved["x_fake"])))
+        total = sum(terms.values())
+        self._step("D", total)
+        terms["D_total"] = total
+        return {k: v.detach() for k, v in terms.items()}
+
+
+def hung_pseudo_labels(logits_u: Tensor, d_u: Tensor, t_semi: float) -> Tensor:
+    """Hung et al. self-training target: argmax of the prediction, 255 where sigmoid(D) < T_semi."""
+    labels = logits_u.detach().argmax(dim=1)
+    return labels.masked_fill(torch.sigmoid(d_u.detach()).squeeze(1) < t_semi, IGNORE)
+
+
+@METHODS.register("hung")
+class Hung(Method):
+    """Hung et al. 2018 baseline (shared notes): G_IS + fully convolutional confidence D (BCE).
+
+    G: L_ce + λ_adv·BCE(D(p_l), 1) + λ_semi_adv·BCE(D(p_u), 1) + λ_semi·L_ce(pred_u, ŷ) where p is
+    the softmax and ŷ the confident argmax; the self-training term starts once
+    ``iteration >= hung_semi_start * total_iters``. D: ½·BCE(D(p.detach()), 0) over labeled (ignored
+    pixels masked) and unlabeled predictions + ½·BCE(D(one-hot y), 1) (ignored pixels masked). The
+    real one-hot masks are this batch's ``y`` (Hung draws them from a separately shuffled loader).
+    """
+
+    uses_unlabeled = True
+    LOSS_TERMS = ("S_gen", "adv_G", "semi_adv_G", "semi_G", "G_total", "D_total")
+
+    @classmethod
+    def check(cls, cfg: TrialConfig, info: DatasetInfo) -> None:
+        super().check(cfg, info)
+        if info.height < 32 or info.width < 32:
+            raise UserError(
+                f"method 'hung' needs images at least 32x32 (its discriminator has five stride-2 convs), "
+                f"dataset '{info.name}' is {info.height}x{info.width}; set image_height/image_width >= 32"
+            )
+
+    def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
+        super().__init__(cfg, info, device, total_iters)
+        self._add_network("G_IS", "resnet_generator", **self._generator(info.in_channels, info.num_classes, "logits"))
+        self._add_network("D", "hung_discriminator", in_channels=info.num_classes, ndf=cfg.ndf)
+        self.optimizers["G"] = self._adam(["G_IS"], cfg.lr, (cfg.beta1, cfg.beta2))
+        self.optimizers["D"] = self._adam(["D"], cfg.hung_d_lr, (cfg.hung_d_beta1, cfg.hung_d_beta2))
+
+    def semi_active(self) -> bool:
+        """Whether the self-training term is on in the current iteration."""
+        return self.cfg.hung_lambda_semi > 0 and self.iteration >= self.cfg.hung_semi_start * self.total_iters
+
+    def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        cfg = self.cfg
+        self._set_requires_grad(["D"], False)
+        y = self._mask(batch.y)
+        valid = y != IGNORE
+        terms: dict[str, Tensor] = {}
+        total_parts: list[Tensor] = []
+
+        logits_l = self._fwd("G_IS", self._image(batch.x))
+        terms["S_gen"] = losses.cross_entropy(logits_l, y)
+        total_parts.append(terms["S_gen"])
+        p_l = torch.softmax(logits_l, dim=1)
+        if cfg.hung_lambda_adv > 0:
+            terms["adv_G"] = losses.bce_logits(self._fwd("D", p_l), 1.0, valid)
+            total_parts.append(cfg.hung_lambda_adv * terms["adv_G"])
+        saved = {"p_l": p_l.detach(), "valid": valid, "y": y}
+
+        semi = self.semi_active()
+        if cfg.hung_lambda_semi_adv > 0 or semi:
+            if batch.x_u is None:
+                raise ValueError("hung needs batch.x_u (unlabeled images) when its unlabeled terms are on")
+            logits_u = self._fwd("G_IS", self._image(batch.x_u))
+            p_u = torch.softmax(logits_u, dim=1)
+            if cfg.hung_lambda_semi_adv > 0:
+                d_u = self._fwd("D", p_u)
+                terms["semi_adv_G"] = losses.bce_logits(d_u, 1.0)
+                total_parts.append(cfg.hung_lambda_semi_adv * terms["semi_adv_G"])
+            else:
+                with torch.no_grad():  # only the confidence map is needed
+                    d_u = self._fwd("D", p_u)
+            if semi:
+                terms["semi_G"] = losses.cross_entropy(logits_u, hung_pseudo_labels(logits_u, d_u, cfg.hung_t_semi))
+                total_parts.append(cfg.hung_lambda_semi * terms["semi_G"])
+            saved["p_u"] = p_u.detach()
+
+        terms["G_total"] = sum(total_parts[1:], total_parts[0])
+        return terms, saved
+
+    def optimize_D(self, saved: dict[str, Tensor]) -> dict[str, Tensor]:
+        self._set_requires_grad(["D"], True)
+        fake, mask = saved["p_l"], saved["valid"]
+        if "p_u" in saved:  # one D pass over labeled and unlabeled predictions, as Hung's code
+            fake = torch.cat([fake, saved["p_u"]])
+            unl = torch.ones(len(saved["p_u"]), *mask.shape[1:], dtype=torch.bool, device=mask.device)
+            mask = torch.cat([mask, unl])
+        d_fake = losses.bce_logits(self._fwd("D", self._fmt(fake)), 0.0, mask)
+        y_onehot = self._fmt(one_hot(saved["y"], self.info.num_classes))
+        d_real = losses.bce_logits(self._fwd("D", y_onehot), 1.0, saved["valid"])
+        total = 0.5 * (d_fake + d_real)
+        self._step("D", total)
+        return {"D_total": total.detach()}
+
+
+@contextlib.contextmanager
+def _eval_mode(nets: list[nn.Module]) -> Iterator[None]:
+    was = [n.training for n in nets]
+    for n in nets:
+        n.eval()
+    try:
+        yield
+    finally:
+        for n, t in zip(nets, was, strict=True):
+            n.train(t)
+
+
+def loss_terms() -> tuple[str, ...]:
+    """Every loss key any registered method logs, in first-seen order: what the epoch records hold."""
+    seen: dict[str, None] = {}
+    for name in METHODS:
+        seen.update(dict.fromkeys(METHODS.get(name).LOSS_TERMS))
+    return tuple(seen)

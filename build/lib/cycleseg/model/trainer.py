@@ -1,0 +1,177 @@
+"""One trial of training: the single entry point for `cycleseg debug` and for Ray Train workers.
+
+``run_trial`` knows nothing about Ray: it reports each epoch through a ``Reporter`` and keeps its
+checkpoint in ``workdir/checkpoint`` (``cycleseg.model.checkpoint``). Batch order is a pure function
+of (seed, epoch), and every RNG is saved with the checkpoint, so a resumed run is bit-exact on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from cycleseg.model import checkpoint
+from cycleseg.model.config import TrialConfig
+from cycleseg.model.data import PreparedData, labeled_indices, normalize_images, prepare_dataset
+from cycleseg.model.distributed import distribute, rank_world, sum_across_ranks
+from cycleseg.model.errors import UserError
+from cycleseg.model.methods import METHODS, Batch, Method, create_method
+from cycleseg.model.metrics import ConfusionMatrix
+
+
+class Reporter(Protocol):
+    """Receives each epoch's metrics after the checkpoint for that epoch is on disk."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("device 'cuda' asked for but torch sees no GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+class EpochBatches:
+    """Batches drawn by index from uint8 arrays resident on the device (the step never waits).
+
+    An epoch is set by the larger of the sets a method uses; the smaller one repeats (as the
+    authors' zipped loaders do). Under DDP each rank takes its slice of every batch.
+    """
+
+    def __init__(self, data: PreparedData, cfg: TrialConfig, uses_unlabeled: bool, device: torch.device) -> None:
+        n = len(data.train_images)
+        self.labeled = torch.as_tensor(labeled_indices(n, cfg.labeled_fraction, cfg.seed))
+        rest = np.setdiff1d(np.arange(n), self.labeled.numpy())
+        # At 100 % labels there is no unlabeled set: the unsupervised terms then use every image.
+        self.unlabeled = torch.as_tensor(rest if len(rest) else np.arange(n)) if uses_unlabeled else None
+        self.images = torch.as_tensor(data.train_images).to(device)
+        self.masks = torch.as_tensor(data.train_masks).to(device)
+        self.cfg, self.device = cfg, device
+        longest = max(len(self.labeled), len(self.unlabeled) if self.unlabeled is not None else 0)
+        self.iters_per_epoch = math.ceil(longest / cfg.batch_size)
+        self.rank, self.world = rank_world()
+
+    def _order(self, pool: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        need = self.iters_per_epoch * self.cfg.batch_size
+        reps = math.ceil(need / len(pool))
+        return torch.cat([pool[torch.randperm(len(pool), generator=gen)] for _ in range(reps)])[:need]
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        # the whole epoch's order goes to the device once: slicing it there never blocks the host
+        order_l = self._order(self.labeled, gen).to(self.device)
+        order_u = self._order(self.unlabeled, gen).to(self.device) if self.unlabeled is not None else None
+        b = self.cfg.batch_size
+        for i in range(self.iters_per_epoch):
+            il = order_l[i * b : (i + 1) * b][self.rank :: self.world]
+            x = normalize_images(self.images[il])
+            y = self.masks[il].long()
+            x_u = None
+            if order_u is not None:
+                iu = order_u[i * b : (i + 1) * b][self.rank :: self.world]
+                x_u = normalize_images(self.images[iu])
+            yield Batch(x=x, y=y, x_u=x_u)
+
+
+def lr_factor(epoch: int, cfg: TrialConfig) -> float:
+    """Paper: constant lr, then linear decay to 0 (400 epochs, decay from 100 → factor 1 - (e-100)/300)."""
+    start = round(cfg.lr_decay_start * cfg.epochs)
+    if cfg.epochs <= start:
+        return 1.0
+    return 1.0 - max(0, epoch - start) / (cfg.epochs - start)
+
+
+@torch.no_grad()
+def evaluate(method: Method, images: np.ndarray, masks: np.ndarray, batch_size: int) -> ConfusionMatrix:
+    """One confusion matrix over a whole split (summed over DDP ranks), with every network in eval mode."""
+    rank, world = rank_world()
+    cm = ConfusionMatrix(method.info.num_classes, device=method.device)
+    images_t, masks_t = torch.as_tensor(images), torch.as_tensor(masks)
+    idx = torch.arange(len(images_t))[rank::world]
+    with method.eval_mode():
+        for s in range(0, len(idx), batch_size):
+            j = idx[s : s + batch_size]
+            x = normalize_images(images_t[j].to(method.device))
+            cm.update(method.predict(x).argmax(1), masks_t[j].to(method.device).long())
+    sum_across_ranks(cm.mat)
+    return cm
+
+
+def run_trial(
+    cfg: TrialConfig,
+    *,
+    workdir: Path,
+    reporter: Reporter | None = None,
+    resume: bool = False,
+    data: PreparedData | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train ``cfg`` for its epochs; return the per-epoch records (also in the checkpoint's history)."""
+    workdir = Path(workdir)
+    rank, _ = rank_world()
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data = data if data is not None else prepare_dataset(cfg)
+    batches = EpochBatches(data, cfg, METHODS.get(cfg.method).uses_unlabeled, device)
+    method = create_method(cfg, data.info, device, total_iters=cfg.epochs * batches.iters_per_epoch)
+    schedulers = {
+        k: torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, cfg)) for k, opt in method.optimizers.items()
+    }
+    ckpt = workdir / checkpoint.FOLDER
+    history: list[dict[str, Any]] = []
+    start = 0
+    if resume:
+        state = checkpoint.load_state(ckpt)
+        method.load_state_dict(state["method"])
+        for k, s in schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        checkpoint.set_rng_state(state["rng"])
+        history, start = checkpoint.read_history(ckpt), state["epoch"]
+    distribute(method)
+
+    for epoch in range(start + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        lr = method.optimizers["G"].param_groups[0]["lr"]
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}  # a term can start mid-run (Hung's self-training): mean over its steps
+        steps = batches.epoch(epoch)
+        if progress and rank == 0:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, total=batches.iters_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
+        for batch in steps:
+            for k, v in method.optimize_parameters(batch).items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+                counts[k] = counts.get(k, 0) + 1
+        for s in schedulers.values():
+            s.step()
+        losses = {f"loss_{k}": v.item() / counts[k] for k, v in sums.items()}  # one device sync per epoch
+        diverged = not all(math.isfinite(v) for v in losses.values())
+        cm = evaluate(method, data.val_images, data.val_masks, cfg.eval_batch_size)
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "val_miou": cm.miou(),
+            "val_pixel_acc": cm.pixel_accuracy(),
+            "val_class_iou": cm.class_iou(),
+            "lr": lr,
+            "epoch_seconds": time.perf_counter() - t0,
+            "diverged": diverged,
+            **losses,
+        }
+        history.append(metrics)
+        if rank == 0:
+            checkpoint.save(ckpt, cfg, data.info, method, schedulers, epoch, history)
+        if reporter is not None:
+            reporter.report(metrics, ckpt)
+        if diverged:
+            break
+    return history

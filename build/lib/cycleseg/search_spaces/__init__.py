@@ -1,0 +1,1 @@
+"""The shipped search spaces (package data ``cycleseg.search_spaces``: ``*.yaml`` and ``schema.json``)."""

@@ -1,0 +1,68 @@
+"""The plan of a sweep: its expanded trials (grid) or grid cells (search), stored as ``sweep.json``
+so that ``--resume`` needs neither the space file nor the ``--set`` options again."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cycleseg.model.resolve import resolve_config
+from cycleseg.sweep.space import SearchSpace, load_space
+
+PLAN_FILE = "sweep.json"
+
+
+@dataclass
+class Plan:
+    space_path: str
+    sets: dict[str, Any]
+    num_trials: int
+    trials: list[dict[str, Any]]  # grid: one TrialSpec.to_param() per trial; search: empty
+    cells: list[dict[str, Any]]  # search: {"overrides", "variant"} per grid cell; grid: empty
+    seeds: list[int]
+    max_concurrent: int | None = None  # set when the sweep starts
+    space: SearchSpace | None = field(default=None, compare=False)
+
+    @classmethod
+    def build(cls, space: SearchSpace, sets: dict[str, Any]) -> Plan:
+        if space.search is None:
+            trials, cells = [t.to_param() for t in space.expand(sets)], []
+            num_trials = len(trials)
+        else:
+            trials, cells = [], [{"overrides": c.overrides, "variant": c.variant} for c in space.cells(sets)]
+            num_trials = space.num_trials(sets)
+        seeds = list(space.replicate_seeds(sets))
+        return cls(str(space.path), sets, num_trials, trials, cells, seeds, space=space)
+
+    @classmethod
+    def from_space(cls, space_arg: Any, sets: dict[str, Any]) -> Plan:
+        space = load_space(space_arg)
+        for k in space.shadowed(sets):
+            print(f"note: --set {k} is overridden in some trials by the space's grid, seeds, variants or search")
+        return cls.build(space, sets)
+
+    def to_json(self) -> str:
+        keys = ("space_path", "sets", "num_trials", "trials", "cells", "seeds", "max_concurrent")
+        return json.dumps({k: getattr(self, k) for k in keys}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls(**json.loads(text))
+
+    def load_space(self) -> SearchSpace:
+        if self.space is None:
+            self.space = load_space(self.space_path)
+        return self.space
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One resolved config dict per grid trial, or per search cell (before sampling and seeds)."""
+        if self.trials:
+            return [t["cfg"] for t in self.trials]
+        return [resolve_config(c["overrides"]).to_dict() for c in self.cells]
+
+    def variants(self) -> list[str | None]:
+        return [t["variant"] for t in (self.trials or self.cells)]
+
+    def same_trials(self, other: Plan) -> bool:
+        return (self.trials, self.cells, self.seeds) == (other.trials, other.cells, other.seeds)

@@ -1,0 +1,69 @@
+"""The report's sample grid (paper Fig. 2/3) from each row's best trial checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cycleseg.model import checkpoint
+from cycleseg.model.errors import UserError
+from cycleseg.sweep.report.derive import is_null, row_sort_key
+
+SAMPLE_ROWS = 4
+
+
+def _checkpoint_dir(v: Any) -> Path | None:
+    if is_null(v) or not str(v):
+        return None
+    p = Path(str(v).removeprefix("file://"))
+    return p if (p / checkpoint.STATE).is_file() else None
+
+
+def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tuple[Path | None, list[str]]:
+    """Paper Fig. 2/3: image | truth | each row's prediction (its best trial at ``fraction``; ``full``
+    at 100 %) | G_SI(truth) from cyclegan. Returns (png or None, notes on what was missing)."""
+    notes: list[str] = []
+    g = t[
+        (t["block"] == block)
+        & (t["row"] != "")
+        & t["included"]
+        & ((t["fraction"] == fraction) | (t["method"] == "full"))
+    ]
+    picks: dict[str, Path] = {}
+    for row in sorted(g["row"].unique(), key=row_sort_key):
+        r = g[g["row"] == row].sort_values("value", ascending=False)
+        ckpts = [
+            (tid, _checkpoint_dir(c))
+            for tid, c in zip(r["trial_id"], r.get("checkpoint_path", [None] * len(r)), strict=True)
+        ]
+        usable = [(tid, c) for tid, c in ckpts if c is not None]
+        if not usable:
+            notes.append(
+                f"{row}: no checkpoint on this machine (checkpoint_path of its trials missing or not a local folder)"
+            )
+            continue
+        if usable[0][0] != ckpts[0][0]:
+            notes.append(f"{row}: best trial {ckpts[0][0]} has no local checkpoint; used {usable[0][0]}")
+        picks[row] = usable[0][1]
+    if not picks:
+        return None, notes
+    try:
+        from cycleseg.model.data import prepare_dataset
+        from cycleseg.model.visualize import save_sample_grid
+
+        methods, generator, cfg0 = {}, None, None
+        for row, ckpt in picks.items():
+            cfg, method = checkpoint.load_trial(ckpt)
+            methods[row] = method
+            cfg0 = cfg0 or cfg
+            if generator is None and "G_SI" in method.networks:
+                generator = method
+        if generator is None:
+            notes.append("no cyclegan checkpoint: the G_SI(ground truth) column is left out")
+        save_sample_grid(path, methods, prepare_dataset(cfg0), generator=generator, n=SAMPLE_ROWS)
+    except (UserError, OSError, RuntimeError, KeyError) as e:
+        notes.append(f"sample grid not drawn: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        return None, notes
+    return path, notes

@@ -1,0 +1,185 @@
+"""Run a search space on Ray: each Tune trial is a driver function that fits one ``TorchTrainer``.
+
+Layout under ``<storage>/<name>/``: ``sweep.json`` (the plan, for ``--resume``), Tune's experiment
+state and one folder per trial, ``train/<trial_id>/`` (Ray Train's checkpoints; the run name is the
+trial id, so a re-run trial resumes from them), and the Parquet ``trials/`` and ``epochs/``
+(``cycleseg.sweep.results``), written by ``ResultsCallback`` as each trial ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from cycleseg.model.config import TrialConfig
+from cycleseg.model.errors import UserError
+from cycleseg.model.resolve import parse_set, resolve_config
+from cycleseg.sweep import storage as store
+from cycleseg.sweep.callbacks import ReleaseTrainResources, ResultsCallback, release_leftover_groups
+from cycleseg.sweep.cluster import Resources, alive_nodes, max_concurrent_trials, resolve_resources, start_ray
+from cycleseg.sweep.dry_run import print_dry_run, varying_fields
+from cycleseg.sweep.plan import PLAN_FILE, Plan
+from cycleseg.sweep.search import CellSearcher
+from cycleseg.sweep.summary import print_summary
+from cycleseg.sweep.trial import DRIVER_RESOURCES, cycleseg_trial, trial_dirname
+
+TRAIN_DIR = "train"
+
+
+def _locations(storage: str, name: str) -> tuple[str, str]:
+    """(storage root, sweep folder) as Tune wants them: absolute local paths, or URIs as given."""
+    root = storage.rstrip("/") if store.is_uri(storage) else str(store.local_path(storage).expanduser().resolve())
+    return root, f"{root}/{name}"
+
+
+def _read_plan(sweep_dir: str) -> Plan | None:
+    data = store.read_bytes(store.join(sweep_dir, PLAN_FILE))
+    return Plan.from_json(data.decode()) if data is not None else None
+
+
+def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
+    """Decode each distinct dataset once (cached on disk) and share it with trials via the object store."""
+    from cycleseg.model.data import cache_key, prepare_dataset
+
+    refs: dict[str, Any] = {}
+    for cfg in configs:
+        key = cache_key(cfg)
+        if key not in refs:
+            data = prepare_dataset(cfg, progress=True)
+            print(f"data: {cfg.dataset} {data.info.height}x{data.info.width}, {len(data.train_images)} train / "
+                  f"{len(data.val_images)} val images, decoded once for all trials")
+            refs[key] = ray.put(data)
+    return refs
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """Where a finished sweep's files are, and how many of its trials failed after their retries."""
+
+    sweep_dir: str
+    failed: int
+
+
+def run_sweep(
+    space: str | Path | None,
+    *,
+    sets: list[str] | tuple[str, ...] = (),
+    name: str | None = None,
+    storage: str = "runs",
+    address: str | None = None,
+    workers_per_trial: int = 1,
+    gpus_per_worker: float | None = None,
+    cpus_per_worker: float = 1.0,
+    max_concurrent: int | None = None,
+    dry_run: bool = False,
+    resume: bool = False,
+) -> SweepOutcome | None:
+    """Run a sweep, or with ``resume`` finish one; returns its outcome (None for a dry run).
+
+    ``space`` None is the demo space, or with ``resume`` the plan the sweep was started with.
+    """
+    overrides = parse_set(list(sets))
+    if resume:
+        if not name:
+            raise UserError("--resume needs --name: the sweep to finish (a folder under --storage)")
+        root, sweep_dir = _locations(storage, name)
+        plan = _read_plan(sweep_dir)
+        if plan is None:
+            raise UserError(f"--resume: no sweep '{name}' in {root} (no {PLAN_FILE}); check --name and --storage")
+        if (space is not None or overrides) and not Plan.from_space(space, overrides).same_trials(plan):
+            raise UserError(
+                f"--resume: these trials differ from the ones sweep '{name}' started with; "
+                "resume with only --name (the stored plan is used) or start a new --name"
+            )
+    else:
+        plan = Plan.from_space(space, overrides)
+        name = name or plan.load_space().name
+        root, sweep_dir = _locations(storage, name)
+    if dry_run:
+        print_dry_run(plan)
+        return None
+    if not resume and _read_plan(sweep_dir) is not None:
+        raise UserError(f"sweep '{name}' already exists in {root}; finish it with --resume --name {name} "
+                        "or choose another --name")
+    configs = [resolve_config(c) for c in plan.rows()]
+    if gpus_per_worker == 0 and any(c.device.startswith("cuda") for c in configs):
+        raise UserError("a trial sets device=cuda but --gpus-per-worker is 0; give workers GPUs or set device=auto")
+
+    started = start_ray(address)
+    try:
+        nodes = alive_nodes()
+        r = resolve_resources(workers_per_trial, gpus_per_worker, cpus_per_worker, nodes)
+        concurrent = max_concurrent_trials(max_concurrent, r, nodes)
+        if resume and plan.max_concurrent and concurrent < plan.max_concurrent:
+            # Tune restores the old cap (Tuner.restore takes no TuneConfig): more trials than fit would
+            # wait for workers that never come
+            raise UserError(f"--resume: sweep '{name}' runs {plan.max_concurrent} trials at once but this cluster "
+                            f"fits {concurrent} with these options; resume on the cluster and options it started with")
+        if len(nodes) > 1 and not store.is_uri(root):
+            print(f"note: {len(nodes)} nodes: --storage {root} must be a shared filesystem mounted at the same "
+                  "path on every node (or an s3:// / gs:// URI)")
+        refs = _prepare_data(configs)
+        settings = {"resources": r, "train_storage": store.join(sweep_dir, TRAIN_DIR)}
+        trainable = tune.with_resources(
+            tune.with_parameters(cycleseg_trial, settings=settings, data_refs=refs), DRIVER_RESOURCES
+        )
+        print(f"sweep '{name}': {plan.num_trials} trials, up to {concurrent} at once, each {r.workers} worker(s) × "
+              f"({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU) -> {sweep_dir}")
+        if resume and tune.Tuner.can_restore(sweep_dir):
+            tuner = tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:  # a new sweep, or one whose driver died before Tune saved any state
+            plan.max_concurrent = concurrent
+            store.write_bytes(store.join(sweep_dir, PLAN_FILE), plan.to_json().encode())
+            tuner = _new_tuner(plan, trainable, name, root, sweep_dir, r, concurrent)
+        tuner.fit()
+        release_leftover_groups()
+        failed = print_summary(sweep_dir, name)
+    finally:
+        if started:
+            ray.shutdown()
+    return SweepOutcome(sweep_dir, failed)
+
+
+def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str, r: Resources,
+               concurrent: int) -> tune.Tuner:
+    from ray.tune.schedulers import ASHAScheduler
+
+    space = plan.load_space()
+    scheduler = None
+    if space.scheduler is not None:
+        s = space.scheduler
+        max_t = s.max_t or max(c["epochs"] for c in plan.rows())
+        scheduler = ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=max_t,
+                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    shown = [k for k in varying_fields(plan.rows()) if k != "seed"]
+    if space.search is not None:
+        shown += list(space.search.params)
+    params = {f"trial/cfg/{k}": k for k in [*shown, "seed"]}
+    if any(plan.variants()):
+        params["trial/variant"] = "variant"
+    reporter = tune.CLIReporter(
+        parameter_columns=params,
+        metric_columns={"epoch": "epoch", "val_miou": "val mIoU", "val_pixel_acc": "pixel acc"},
+        max_report_frequency=30,
+    )
+    if space.search is None:
+        search_alg, param_space, num_samples = None, {"trial": tune.grid_search(plan.trials)}, 1
+    else:
+        search_alg, param_space, num_samples = CellSearcher(plan.cells, space.search, plan.seeds), {}, plan.num_trials
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            num_samples=num_samples, max_concurrent_trials=concurrent, scheduler=scheduler, search_alg=search_alg,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=root, progress_reporter=reporter, verbose=1,
+            callbacks=[ResultsCallback(name, sweep_dir, r.gpus), ReleaseTrainResources()],
+            failure_config=tune.FailureConfig(max_failures=0),  # Train retries workers itself
+        ),
+    )

@@ -1,0 +1,95 @@
+"""Search inside grid cells: one Optuna search per cell, each suggestion run once per seed."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from cycleseg.model.resolve import resolve_config
+from cycleseg.sweep.space import SearchSpec
+
+
+class CellSearcher(Searcher):
+    """One Optuna search (TPE or random) per grid cell; each suggestion runs once per seed.
+
+    Tune takes one searcher and Optuna cannot take grid factors (shared notes), so this holds one
+    ``OptunaSearch`` per cell. A suggestion's objective is the searched metric at each seed's best
+    epoch, averaged over the seeds; Optuna is told once every seed has ended.
+    """
+
+    def __init__(self, cells: list[dict[str, Any]], search: SearchSpec, seeds: list[int]) -> None:
+        from optuna.samplers import RandomSampler, TPESampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        super().__init__(metric=search.metric, mode=search.mode)
+        self.cells, self.search, self.seeds = cells, search, list(seeds)
+        sampler = TPESampler if search.algorithm == "tpe" else RandomSampler
+        self.inner = [
+            OptunaSearch(
+                space={name: p.to_optuna() for name, p in search.params.items()},
+                metric=search.metric,
+                mode=search.mode,
+                points_to_evaluate=[dict(p) for p in search.points_to_evaluate] or None,
+                sampler=sampler(seed=search.seed + i),
+            )
+            for i in range(len(cells))
+        ]
+        self.drawn = [0] * len(cells)
+        self.queue: list[tuple[int, str, dict[str, Any], int]] = []  # (cell, sample, params, seed)
+        self.trials: dict[str, tuple[int, str, int]] = {}
+        self.best: dict[str, float] = {}
+        self.scores: dict[str, dict[int, float | None]] = {}
+        self.turn = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if not self.queue:
+            open_cells = [c for c in range(len(self.cells)) if self.drawn[c] < self.search.num_samples]
+            if not open_cells:
+                return Searcher.FINISHED
+            cell = open_cells[self.turn % len(open_cells)]  # round robin: every cell's search advances
+            self.turn += 1
+            sample = f"cell{cell}-sample{self.drawn[cell]}"
+            params = self.inner[cell].suggest(sample)
+            if params is None:
+                return None
+            self.drawn[cell] += 1
+            self.scores[sample] = {}
+            self.queue = [(cell, sample, params, seed) for seed in self.seeds]
+        cell, sample, params, seed = self.queue.pop(0)
+        self.trials[trial_id] = (cell, sample, seed)
+        c = self.cells[cell]
+        cfg = resolve_config({**c["overrides"], **params, "seed": seed})
+        return {"trial": {"cfg": cfg.to_dict(), "variant": c["variant"]}}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        v = result.get(self.search.metric)
+        if isinstance(v, int | float) and math.isfinite(v):
+            old = self.best.get(trial_id)
+            if old is None or (v > old if self.search.mode == "max" else v < old):
+                self.best[trial_id] = v
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self.trials:
+            return
+        if result:
+            self.on_trial_result(trial_id, result)
+        cell, sample, seed = self.trials.pop(trial_id)
+        score = self.best.pop(trial_id, None)
+        self.scores[sample][seed] = None if error else score
+        if len(self.scores[sample]) == len(self.seeds):
+            vals = [v for v in self.scores.pop(sample).values() if v is not None]
+            if vals:
+                self.inner[cell].on_trial_complete(sample, {self.search.metric: sum(vals) / len(vals)})
+            else:
+                self.inner[cell].on_trial_complete(sample, None, error=True)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__.copy(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

@@ -1,0 +1,92 @@
+"""Where a sweep's files live: a local folder, or an object store / shared URI (``s3://``, ``gs://``).
+
+Local writes are atomic (temp file + rename, ``cycleseg.model.io``); on an object store one PUT is
+atomic. Paths stay strings end to end, so ``s3://bucket/x`` is never turned into ``s3:/bucket/x``.
+Object stores are reached through ``pyarrow.fs`` with the standard environment variables
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, … for S3 and S3-compatible stores; ``GOOGLE_APPLICATION_CREDENTIALS``
+for GCS).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cycleseg.model.io import atomic_write, atomic_write_bytes
+
+
+def is_uri(location: str | Path) -> bool:
+    return "://" in str(location) and not str(location).startswith("file://")
+
+
+def local_path(location: str | Path) -> Path:
+    s = str(location)
+    return Path(s[len("file://") :] if s.startswith("file://") else s)
+
+
+def join(base: str | Path, *parts: str) -> str:
+    """``base/part/...`` as a string (a URI keeps its scheme)."""
+    return "/".join([str(base).rstrip("/"), *parts])
+
+
+def _fs(uri: str) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri)
+
+
+def write_bytes(dest: str, data: bytes | None = None, *, table: pa.Table | None = None) -> None:
+    """Write ``data`` (or ``table`` as Parquet) to ``dest``, a local path or a URI, all or nothing."""
+    if not is_uri(dest):
+        if table is not None:
+            atomic_write(local_path(dest), lambda p: pq.write_table(table, p))
+        else:
+            atomic_write_bytes(local_path(dest), data or b"")
+        return
+    if table is not None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        data = buf.getvalue()
+    fs, path = _fs(dest)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data or b"")
+
+
+def read_bytes(src: str) -> bytes | None:
+    """The content of ``src`` (local path or URI), None if it does not exist."""
+    if not is_uri(src):
+        p = local_path(src)
+        return p.read_bytes() if p.is_file() else None
+    import pyarrow.fs as pafs
+
+    fs, path = _fs(src)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def list_files(folder: str | Path) -> list[str]:
+    """Names of the files directly in ``folder`` (local or URI); empty when it does not exist."""
+    if is_uri(folder):
+        import pyarrow.fs as pafs
+
+        fs, path = _fs(str(folder))
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+    d = local_path(folder)
+    return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+
+def is_dir(location: str | Path) -> bool:
+    if is_uri(location):
+        import pyarrow.fs as pafs
+
+        fs, path = _fs(str(location))
+        return fs.get_file_info(path).type == pafs.FileType.Directory
+    return local_path(location).is_dir()
