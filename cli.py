@@ -120,7 +120,8 @@ def sweep(space: str | None, sets: tuple[str, ...], **opts: Any) -> None:
     "cycleseg best-config runs/demo --where 'labeled_fraction == 0.2' -o best.yaml",
     "cycleseg best-config s3://bucket/sweeps/demo -o best.yaml"))
 @click.argument("results")
-@click.option("--metric", default="best_val_miou", show_default=True, help="A column of trials/.")
+@click.option("--metric", default="val_miou", show_default=True,
+              help="A val result column of trials/ (never a test one); val_miou is the selected epoch's.")
 @click.option("--mode", type=click.Choice(["max", "min"]), default="max", show_default=True)
 @click.option("--where", "where", default=None, help="pandas query on trials/, e.g. 'labeled_fraction == 0.2'.")
 @click.option("--trial", "trial_id", default=None, help="Export this exact trial's config instead of ranking.")
@@ -144,8 +145,8 @@ def best_config(results: str, **opts: Any) -> None:
 @click.argument("results", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Report folder (default: <first results>/report).")
-@click.option("--metric", type=click.Choice(["best_val_miou", "final_val_miou"]), default="best_val_miou",
-              show_default=True)
+@click.option("--metric", type=click.Choice(["test_miou", "val_miou"]), default="test_miou", show_default=True,
+              help="What the tables report, at each trial's selected epoch (chosen on val).")
 @click.option("--labeled-fraction", type=float, default=None,
               help="Fraction for the per-class IoU tables and sample grids (default: the smallest).")
 @click.option("--no-samples", is_flag=True, help="Skip the sample grid (needs the checkpoints).")

@@ -35,6 +35,8 @@ PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"ngf": 8, "ndf": 8, "n_blocks": 2},
 }
 LAMBDAS: tuple[str, ...] = ("lambda_1", "lambda_2", "lambda_3", "lambda_4", "lambda_5")
+# The epoch a trial reports (``cycleseg.model.records.selected_epoch``), always chosen on the val split.
+SELECT_RULES: tuple[str, ...] = ("best_val", "final")
 
 
 def _number(v: Any) -> Any:
@@ -55,6 +57,7 @@ def _num(tp: type, **constraints: Any) -> Any:
 # Field types with their ranges.
 PositiveFloat = _num(float, gt=0, allow_inf_nan=False)
 Fraction = _num(float, gt=0, le=1, allow_inf_nan=False)
+Share = _num(float, gt=0, lt=1, allow_inf_nan=False)
 Weight = _num(float, ge=0, allow_inf_nan=False)
 Probability = _num(float, ge=0, le=1, allow_inf_nan=False)
 Beta = _num(float, ge=0, lt=1, allow_inf_nan=False)
@@ -77,13 +80,19 @@ class TrialConfig:
         0.2, description="share of training images whose masks are used, in (0, 1]; e.g. 0.1 for 10 %"
     )
     seed: Seed = Field(0, description="fixes the labeled subset, network init and batch order; 0 ≤ seed < 2^32")
-    split_seed: Seed = Field(0, description="fixes the splits a dataset does not ship (ACDC patients, digits scenes)")
+    split_seed: Seed = Field(0, description="fixes the splits a dataset does not ship (held-out val, ACDC patients, "
+                             "digits scenes)")
     image_height: Side | None = Field(
         None, description="None = the dataset's own size; a multiple of 4, >= 8 (two stride-2 convolutions)"
     )
     image_width: Side | None = Field(None, description="as image_height")
     digits_train: Count = Field(400, description="`digits` only: scenes in the training set")
-    digits_val: Count = Field(100, description="`digits` only: scenes in the validation set")
+    digits_val: Count = Field(100, description="`digits` only: scenes in the validation split")
+    digits_test: Count = Field(200, description="`digits` only: scenes in the test split")
+    val_fraction: Share = Field(
+        0.1, description="voc, cityscapes: share of the shipped training images held out as the validation split "
+        "(the shipped val split is the test split); acdc: share of the non-test patients"
+    )
     cache_dir: str | None = Field(None, description="prepared-array cache; None = $CYCLESEG_CACHE or ~/.cache/cycleseg")
 
     # --- method -------------------------------------------------------------------------------
@@ -121,6 +130,12 @@ class TrialConfig:
     beta2: Beta = Field(0.999, description="Adam beta2, in [0, 1)")
     lr_decay_start: Probability = Field(
         0.25, description="share of epochs at constant lr before the linear decay to 0 (paper: 100 of 400)"
+    )
+
+    # --- evaluation ---------------------------------------------------------------------------
+    select: Literal[SELECT_RULES] = Field(  # type: ignore[valid-type]
+        "best_val", description="the epoch a trial reports (test metrics included): best_val = the epoch with the "
+        "best val mIoU, final = the last; chosen on val only, never on test"
     )
 
     # --- execution ----------------------------------------------------------------------------

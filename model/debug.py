@@ -6,7 +6,6 @@ It calls the same ``run_trial`` a sweep worker calls, prints a line per epoch, k
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from cycleseg.model.config import TrialConfig, config_to_yaml
 from cycleseg.model.data import prepare_dataset
 from cycleseg.model.errors import UserError
 from cycleseg.model.io import atomic_write, atomic_write_text
-from cycleseg.model.records import epoch_table
+from cycleseg.model.records import epoch_table, selected_epoch
 from cycleseg.model.resolve import load_config_file, resolve_config
 from cycleseg.model.trainer import resolve_device, run_trial
 
@@ -62,8 +61,8 @@ class LocalReporter:
         write_metrics(self.out / METRICS_FILE, self.history)
         losses = "  ".join(f"{k[5:]}={v:.4f}" for k, v in metrics.items() if k.startswith("loss_"))
         tqdm.write(
-            f"epoch {metrics['epoch']:>3}  val mIoU {metrics['val_miou']:.4f}  pixel acc "
-            f"{metrics['val_pixel_acc']:.4f}  lr {metrics['lr']:.2e}  {metrics['epoch_seconds']:.1f}s  {losses}"
+            f"epoch {metrics['epoch']:>3}  val mIoU {metrics['val_miou']:.4f}  test mIoU {metrics['test_miou']:.4f}  "
+            f"lr {metrics['lr']:.2e}  {metrics['epoch_seconds']:.1f}s  {losses}"
         )
 
 
@@ -78,7 +77,8 @@ def debug_run(cfg: TrialConfig, out: Path, *, resume: bool = False) -> list[dict
     atomic_write_text(out / CONFIG_FILE, config_to_yaml(cfg, header=f"# cycleseg resolved config ({cfg.hash()})\n"))
     print(
         f"cycleseg debug: {cfg.method} on {cfg.dataset} ({len(data.train_images)} train / {len(data.val_images)} "
-        f"val, {data.info.num_classes} classes), labeled_fraction={cfg.labeled_fraction}, seed={cfg.seed}, "
+        f"val / {len(data.test_images)} test, {data.info.num_classes} classes), "
+        f"labeled_fraction={cfg.labeled_fraction}, seed={cfg.seed}, "
         f"preset={cfg.preset}, {cfg.epochs} epochs, device={resolve_device(cfg.device)} -> {out}"
     )
     ckpt = out / checkpoint.FOLDER
@@ -87,11 +87,13 @@ def debug_run(cfg: TrialConfig, out: Path, *, resume: bool = False) -> list[dict
     _, method = checkpoint.load_trial(ckpt)
     save_sample_grid(out / SAMPLES_FILE, {cfg.method: method}, data, generator=method)
     last = history[-1]
-    best = max(history, key=lambda m: m["val_miou"] if math.isfinite(m["val_miou"]) else -1)
     if last["diverged"]:
         print(f"diverged in epoch {last['epoch']}: a loss became NaN/inf; lower lr or the λ weights")
+    chosen = selected_epoch(history, cfg.select)
+    picked = (f"epoch {chosen['epoch']} (select={cfg.select}, chosen on val): val mIoU {chosen['val_miou']:.4f}, "
+              f"test mIoU {chosen['test_miou']:.4f}" if chosen else "no epoch with a finite val mIoU")
     print(
-        f"done: best val mIoU {best['val_miou']:.4f} (epoch {best['epoch']}), final {last['val_miou']:.4f}\n"
+        f"done: {picked}; {last['steps']:,} steps\n"
         f"  {out / CONFIG_FILE}\n  {out / METRICS_FILE}\n  {ckpt}\n  {out / SAMPLES_FILE}"
     )
     return history

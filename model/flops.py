@@ -4,13 +4,16 @@ Two counts that agree (a test checks it): ``generator_forward_flops``, analytic 
 (2 FLOPs per multiply-accumulate of each convolution), and ``count_step_flops`` / ``step_flops``,
 what ``torch.utils.flop_counter.FlopCounterMode`` counts in one whole ``optimize_parameters`` (forward
 and backward of every network). Norms, activations, losses and the Adam update are not counted
-(memory-bound, few FLOPs). For the paper preset at VOC's 200×200 one G forward is 65.0 GFLOP and a
+(memory-bound, few FLOPs). ``trial_flops`` is a whole trial: a step's FLOPs × its optimizer steps (the
+equal budget of ``cycleseg.model.trainer.epoch_steps``), what ``--dry-run`` sums and grid sweeps order
+their trials by (longest first). For the paper preset at VOC's 200×200 one G forward is 65.0 GFLOP and a
 cyclegan step 4.90 TFLOP (the shared notes estimate ≈65 GFLOP and ≈5 TFLOP).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -87,7 +90,13 @@ def step_flops(cfg: TrialConfig) -> int:
 
     Shapes only: ``batch_size`` labeled (+ as many unlabeled) images. Hung's self-training term is
     counted as on (it is for the last 1 − hung_semi_start of a run; it adds no convolution FLOPs).
+    Memoized: the seed, labeled fraction and epochs do not change a step.
     """
+    return _step_flops(dataclasses.replace(cfg, seed=0, labeled_fraction=1.0, epochs=1))
+
+
+@functools.lru_cache(maxsize=256)
+def _step_flops(cfg: TrialConfig) -> int:
     from cycleseg.model.data import dataset_info
     from cycleseg.model.methods import METHODS, Batch
 
@@ -100,3 +109,15 @@ def step_flops(cfg: TrialConfig) -> int:
                   y=torch.zeros(b, h, w, dtype=torch.long, device=meta),
                   x_u=torch.empty(b, info.in_channels, h, w, device=meta) if m.uses_unlabeled else None)
     return count_step_flops(m, batch)
+
+
+def trial_flops(cfg: TrialConfig) -> tuple[int, int] | None:
+    """(optimizer steps, FLOPs) of a whole trial; None when its training-set size is not known without decoding."""
+    from cycleseg.model.data import train_size
+    from cycleseg.model.trainer import epoch_steps
+
+    n = train_size(cfg)
+    if n is None:
+        return None
+    steps = epoch_steps(cfg, n) * cfg.epochs
+    return steps, steps * step_flops(cfg)

@@ -40,12 +40,22 @@ def l1(pred: Tensor, target: Tensor) -> Tensor:
     return (pred.float() - target.float()).abs().mean()
 
 
-def lsgan_real(d: Tensor) -> Tensor:
-    """Least-squares GAN term for "real" (Eq. 4/5 first terms): mean((D − 1)²).
+def _masked_mean(loss: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean over the pixels where ``mask`` (B, H, W) is True; all masked gives 0 with the graph intact."""
+    if mask is None:
+        return loss.mean()
+    m = mask.reshape(loss.shape).to(loss.dtype)
+    return (loss * m).sum() / m.sum().clamp_min(1)
 
-    Also the generators' adversarial loss: they want D to call their output real.
+
+def lsgan_real(d: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Least-squares GAN term for "real" (Eq. 4/5 first terms): mean((D − 1)²) over pixels in ``mask``.
+
+    Also the generators' adversarial loss: they want D to call their output real. D_S's real input is
+    the one-hot ground truth, whose ignored (255) pixels are all-zero vectors, not real masks: they are
+    left out through ``mask``.
     """
-    return (d.float() - 1.0).pow(2).mean()
+    return _masked_mean((d.float() - 1.0).pow(2), mask)
 
 
 def lsgan_fake(d: Tensor) -> Tensor:
@@ -62,7 +72,4 @@ def bce_logits(d: Tensor, target_value: float, mask: Tensor | None = None) -> Te
     """
     d = d.float()
     loss = F.binary_cross_entropy_with_logits(d, torch.full_like(d, float(target_value)), reduction="none")
-    if mask is None:
-        return loss.mean()
-    m = mask.reshape(loss.shape).to(loss.dtype)
-    return (loss * m).sum() / m.sum().clamp_min(1)
+    return _masked_mean(loss, mask)

@@ -24,7 +24,7 @@ Code name → paper symbol (Mondal et al. 2019, §3.2):
     I_cycle       L^I_cycle (Eq. 6)         ‖G_SI(G_IS(x')) − x'‖₁              lambda_3
     S_adv_G       generator side of Eq. 4   (D_S(G_IS(x')) − 1)²                lambda_4
     I_adv_G       generator side of Eq. 5   (D_I(G_SI(y)) − 1)²                 lambda_5
-    S_adv_D       Eq. 4 for D_S             ½[(D_S(y) − 1)² + D_S(G_IS(x'))²]
+    S_adv_D       Eq. 4 for D_S             ½[(D_S(y) − 1)² + D_S(G_IS(x'))²]   (y's 255 pixels left out)
     I_adv_D       Eq. 5 for D_I             ½[(D_I(x') − 1)² + D_I(G_SI(y))²]
 
 Eq. 9 (min over G, max over D) is done by alternating steps: one Adam step on G_IS and G_SI
@@ -320,7 +320,7 @@ class CycleGAN(Method):
                 terms["I_cycle"] = losses.l1(self._fwd("G_SI", s_u), x_u)  # Eq. 6
             if lam4 > 0:
                 terms["S_adv_G"] = losses.lsgan_real(self._fwd("D_S", s_u))  # Eq. 4, G side
-                saved["s_u"], saved["y_onehot"] = s_u.detach(), y_onehot
+                saved["s_u"], saved["y_onehot"], saved["y_valid"] = s_u.detach(), y_onehot, y != IGNORE
 
         total = terms["S_gen"]
         for name, w in self.weights.items():
@@ -337,7 +337,7 @@ class CycleGAN(Method):
         self._set_requires_grad(self.DISCRIMINATORS, True)
         terms: dict[str, Tensor] = {}
         if "s_u" in saved:
-            terms["S_adv_D"] = 0.5 * (losses.lsgan_real(self._fwd("D_S", saved["y_onehot"]))
+            terms["S_adv_D"] = 0.5 * (losses.lsgan_real(self._fwd("D_S", saved["y_onehot"]), saved["y_valid"])
                                       + losses.lsgan_fake(self._fwd("D_S", saved["s_u"])))
         if "x_fake" in saved:
             terms["I_adv_D"] = 0.5 * (losses.lsgan_real(self._fwd("D_I", saved["x_u"]))

@@ -18,11 +18,12 @@ import torch
 
 from cycleseg.model import checkpoint
 from cycleseg.model.config import TrialConfig
-from cycleseg.model.data import PreparedData, labeled_indices, normalize_images, prepare_dataset
+from cycleseg.model.data import PreparedData, labeled_count, labeled_indices, normalize_images, prepare_dataset
 from cycleseg.model.distributed import distribute, rank_world, sum_across_ranks
 from cycleseg.model.errors import UserError
 from cycleseg.model.methods import METHODS, Batch, Method, create_method
 from cycleseg.model.metrics import ConfusionMatrix
+from cycleseg.model.records import SPLITS
 
 
 class Reporter(Protocol):
@@ -39,11 +40,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def epoch_steps(cfg: TrialConfig, n_train: int) -> int:
+    """Optimizer steps per epoch, the same for every method (equal budgets): ceil(max(labeled, unlabeled) / batch).
+
+    ``full`` counts every image as labeled (``resolve`` sets its labeled_fraction to 1), so its epoch is
+    ceil(n_train / batch): it trains on more labels *and* more steps than the methods it bounds.
+    """
+    n_labeled = labeled_count(n_train, cfg.labeled_fraction)
+    return math.ceil(max(n_labeled, n_train - n_labeled) / cfg.batch_size)
+
+
 class EpochBatches:
     """Batches drawn by index from uint8 arrays resident on the device (the step never waits).
 
-    An epoch is set by the larger of the sets a method uses; the smaller one repeats (as the
-    authors' zipped loaders do). Under DDP each rank takes its slice of every batch.
+    Equal budgets: an epoch is ceil(max(n_labeled, n_train − n_labeled) / batch_size) steps whatever
+    the method uses, so every method runs the same optimizer steps at the same dataset, labeled
+    fraction, seed, epochs and batch size. The labeled batches cycle through the labeled set, as the
+    authors' Dataset repeats its labeled list up to the unlabeled length (for their supervised
+    baseline too). ``full`` has no unlabeled set. Under DDP each rank takes its slice of every batch.
     """
 
     def __init__(self, data: PreparedData, cfg: TrialConfig, uses_unlabeled: bool, device: torch.device) -> None:
@@ -55,8 +69,8 @@ class EpochBatches:
         self.images = torch.as_tensor(data.train_images).to(device)
         self.masks = torch.as_tensor(data.train_masks).to(device)
         self.cfg, self.device = cfg, device
-        longest = max(len(self.labeled), len(self.unlabeled) if self.unlabeled is not None else 0)
-        self.iters_per_epoch = math.ceil(longest / cfg.batch_size)
+        self.iters_per_epoch = epoch_steps(cfg, n)
+        self.unlabeled_per_step = cfg.batch_size if uses_unlabeled else 0
         self.rank, self.world = rank_world()
 
     def _order(self, pool: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -122,6 +136,7 @@ def run_trial(
         torch.backends.cudnn.benchmark = True
     data = data if data is not None else prepare_dataset(cfg)
     batches = EpochBatches(data, cfg, METHODS.get(cfg.method).uses_unlabeled, device)
+    b = cfg.batch_size
     method = create_method(cfg, data.info, device, total_iters=cfg.epochs * batches.iters_per_epoch)
     schedulers = {
         k: torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, cfg)) for k, opt in method.optimizers.items()
@@ -156,15 +171,18 @@ def run_trial(
             s.step()
         losses = {f"loss_{k}": v.item() / counts[k] for k, v in sums.items()}  # one device sync per epoch
         diverged = not all(math.isfinite(v) for v in losses.values())
-        cm = evaluate(method, data.val_images, data.val_masks, cfg.eval_batch_size)
-        metrics: dict[str, Any] = {
-            "epoch": epoch,
-            "val_miou": cm.miou(),
-            "val_pixel_acc": cm.pixel_accuracy(),
-            "val_class_iou": cm.class_iou(),
+        metrics: dict[str, Any] = {"epoch": epoch}
+        for split in SPLITS:
+            cm = evaluate(method, *data.split(split), cfg.eval_batch_size)
+            metrics |= {f"{split}_miou": cm.miou(), f"{split}_pixel_acc": cm.pixel_accuracy(),
+                        f"{split}_class_iou": cm.class_iou()}
+        metrics |= {
             "lr": lr,
             "epoch_seconds": time.perf_counter() - t0,
             "diverged": diverged,
+            "steps": method.iteration,
+            "labeled_images_seen": method.iteration * b,
+            "unlabeled_images_seen": method.iteration * batches.unlabeled_per_step,
             **losses,
         }
         history.append(metrics)

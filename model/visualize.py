@@ -51,14 +51,14 @@ def to_display(image: np.ndarray) -> np.ndarray:
 def sample_columns(
     methods: dict[str, Method], data: PreparedData, generator: Method | None = None, n: int = 4
 ) -> dict[str, list[np.ndarray]]:
-    """The grid's columns for the first ``n`` validation images, each a list of (H, W, 3) arrays."""
+    """The grid's columns for the first ``n`` test images, each a list of (H, W, 3) arrays."""
     from cycleseg.model.data import normalize_images
     from cycleseg.model.masks import one_hot
 
-    n = min(n, len(data.val_images))
+    n = min(n, len(data.test_images))
     c = data.info.num_classes
-    images = torch.as_tensor(data.val_images[:n])
-    masks = torch.as_tensor(data.val_masks[:n]).long()
+    images = torch.as_tensor(data.test_images[:n])
+    masks = torch.as_tensor(data.test_masks[:n]).long()
     cols: dict[str, list[np.ndarray]] = {
         "image": [to_display(im) for im in images.numpy()],
         "ground truth": [colorize(m, c) for m in masks.numpy()],

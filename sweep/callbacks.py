@@ -10,12 +10,9 @@ import ray
 from ray import tune
 
 from cycleseg.model import checkpoint
-from cycleseg.model.records import EPOCH_FIELDS
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import ray_compat, storage
 from cycleseg.sweep import results as res
-
-EPOCH_KEYS = frozenset(f.name for f in EPOCH_FIELDS)
 
 
 def _error_text(trial: Any) -> str:
@@ -35,24 +32,24 @@ def history_from_checkpoint(path: str) -> list[dict[str, Any]]:
 class ResultsCallback(tune.Callback):
     """Writes each trial's Parquet files when it ends (``cycleseg.sweep.results``).
 
-    Per-epoch records come from the Tune results seen by this driver; when some are missing (the
-    driver was restarted mid-trial) the trial's checkpoint history supplies them.
+    The per-epoch records come from the trial's last stored checkpoint (its ``history.json``): Tune's
+    results hold no test metrics (choose on val, report on test), and a driver restarted mid-trial has
+    seen only some of them. A trial that failed before its first checkpoint has no records.
     """
 
     def __init__(self, sweep: str, sweep_dir: str, default_gpus: float) -> None:
         self.sweep = sweep
         self.sweep_dir = sweep_dir
         self.default_gpus = default_gpus
-        self._epochs: dict[str, dict[int, dict[str, Any]]] = {}
         self._start: dict[str, float] = {}
+        self._seen: dict[str, set[int]] = {}  # epochs this driver saw, to add the time of the others
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._start.setdefault(trial.trial_id, time.time())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" in result:
-            keep = {k: v for k, v in result.items() if k in EPOCH_KEYS or k.startswith("loss_")}
-            self._epochs.setdefault(trial.trial_id, {})[int(result["epoch"])] = keep
+            self._seen.setdefault(trial.trial_id, set()).add(int(result["epoch"]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.finish(trial, None)
@@ -69,15 +66,18 @@ class ResultsCallback(tune.Callback):
 
     def finish(self, trial: Any, error: str | None) -> None:
         tid = trial.trial_id
+        if tid in res.trial_ids(self.sweep_dir):
+            # a trial file is final: a trial that ended just before its driver was killed is finished once more
+            # by the resumed sweep (Tune had not saved its end), with nothing new to add
+            self._seen.pop(tid, None)
+            self._start.pop(tid, None)
+            return
         cfg = resolve_config(trial.config["trial"]["cfg"])
-        seen = self._epochs.pop(tid, {})
+        seen = self._seen.pop(tid, set())
         last = trial.last_result or {}
         ckpt = last.get("checkpoint_path")
-        history = [seen[e] for e in sorted(seen)]
-        recovered = 0.0
-        if ckpt and sorted(seen) != list(range(1, int(last.get("epoch", 0)) + 1)):
-            history = history_from_checkpoint(ckpt)
-            recovered = sum(m["epoch_seconds"] for m in history if m["epoch"] not in seen)
+        history = history_from_checkpoint(ckpt) if ckpt else []
+        recovered = sum(m["epoch_seconds"] for m in history if m["epoch"] not in seen)
         start = self._start.pop(tid, None)
         row = res.trial_row(
             sweep=self.sweep,

@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 from cycleseg.model.config import FIELD_NAMES
-from cycleseg.model.data import dataset_info, train_size
-from cycleseg.model.flops import generator_forward_flops
+from cycleseg.model.flops import step_flops, trial_flops
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep.plan import Plan
 from cycleseg.sweep.text import text_table
@@ -16,6 +15,10 @@ from cycleseg.sweep.text import text_table
 def varying_fields(configs: list[dict[str, Any]]) -> list[str]:
     """Config fields whose value differs between ``configs``."""
     return [k for k in FIELD_NAMES if len({json.dumps(c[k]) for c in configs}) > 1]
+
+
+def _flops(f: float) -> str:
+    return f"{f / 1e12:.3g} TFLOP" if f >= 1e12 else f"{f / 1e9:.3g} GFLOP"
 
 
 def print_dry_run(plan: Plan) -> None:
@@ -35,32 +38,34 @@ def print_dry_run(plan: Plan) -> None:
         print(f"early stopping: ASHA on {s.metric} ({s.mode}), grace {s.grace_period} epoch(s), "
               f"reduction factor {s.reduction_factor}")
     show_variant = any(variants)
-    header = ["#", *(["variant"] if show_variant else []), *cols, *([] if "epochs" in cols else ["epochs"]),
-              "config_hash"]
-    table = []
-    for i, (cfg, variant) in enumerate(zip(rows, variants, strict=True)):
-        h = resolve_config(cfg).hash(exclude=() if search is None else ("seed",))
-        table.append([str(i), *([variant or ""] if show_variant else []), *(str(cfg[k]) for k in cols),
-                      *([] if "epochs" in cols else [str(cfg["epochs"])]), h])
-    print(text_table(header, table, indent="  "))
-    # Compute: G_IS forward FLOPs × training images × epochs over all trials, a lower bound (a
-    # training step runs several networks forward and backward).
     reps = 1 if search is None else search.num_samples * len(plan.seeds)
-    total, epochs, unknown = 0.0, 0, 0
-    flops: dict[tuple, int] = {}
-    for cfg in map(resolve_config, rows):
-        epochs += cfg.epochs * reps
-        info = dataset_info(cfg)
-        key = (info.in_channels, info.num_classes, cfg.ngf, cfg.n_blocks, info.height, info.width)
-        if key not in flops:
-            flops[key] = generator_forward_flops(*key)
-        n = train_size(cfg)
-        if n is None:
+    header = ["#", *(["variant"] if show_variant else []), *cols, *([] if "epochs" in cols else ["epochs"]),
+              "steps", "config_hash"]
+    table = []
+    total, steps_all, unknown = 0, 0, 0
+    for i, (row, variant) in enumerate(zip(rows, variants, strict=True)):
+        cfg = resolve_config(row)
+        cost = trial_flops(cfg)
+        if cost is None:
             unknown += 1
         else:
-            total += flops[key] * n * cfg.epochs * reps
-    per_image = ", ".join(f"{v / 1e9:.3g}" for v in sorted(set(flops.values())))
-    print(f"compute: {epochs} trial-epochs; G_IS forward {per_image} GFLOP per image"
-          + (f"; {total / 1e12:.3g} TFLOP of G_IS forwards over all training images and epochs" if total else "")
-          + (f" ({unknown} config(s) with a not yet prepared on-disk dataset not counted)" if unknown else "")
-          + "; plus ~10 s of Ray start-up per trial")
+            steps_all += cost[0] * reps
+            total += cost[1] * reps
+        table.append([str(i), *([variant or ""] if show_variant else []), *(str(row[k]) for k in cols),
+                      *([] if "epochs" in cols else [str(row["epochs"])]), f"{cost[0]:,}" if cost else "?",
+                      cfg.hash(exclude=() if search is None else ("seed",))])
+    print(text_table(header, table, indent="  "))
+    per_step = {}
+    for row in rows:
+        cfg = resolve_config(row)
+        per_step.setdefault(cfg.method, step_flops(cfg))
+    print("per optimizer step: " + ", ".join(f"{m} {_flops(f)}" for m, f in per_step.items())
+          + " (every network's forward and backward)")
+    if unknown < len(rows):
+        print(f"budget: {steps_all:,} optimizer steps in all (per trial: epochs × ceil(max(labeled, unlabeled) / "
+              f"batch_size), equal for every method at the same data, fraction and batch size); compute: "
+              f"{_flops(total)}" + (f" (× {reps} trials per search cell)" if reps > 1 else ""))
+    if unknown:
+        print(f"steps and compute of {unknown} config(s) are unknown until their on-disk dataset is prepared "
+              "(the first sweep decodes it once)")
+    print("plus ~15 s of Ray start-up per trial")

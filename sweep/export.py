@@ -1,10 +1,11 @@
 """``cycleseg best-config``: the best configuration of a sweep as a YAML that runs unchanged.
 
-Ranking is seed-aware: configurations (``group_hash``, the config hash without the seed) are
-ranked by the mean of the metric over their seeds, so one lucky seed does not win; ``--per-seed``
-ranks single trials. Only completed trials count. The YAML holds every config field plus a
-``_source`` provenance mapping, which ``load_config_file`` ignores (keys starting with ``_``), so
-it works with ``cycleseg debug --config`` and as a search space's ``base:``.
+Ranking is on val, never on test (choose on val, report on test), and seed-aware: configurations
+(``group_hash``, the config hash without the seed) are ranked by the mean of the metric over their
+seeds, so one lucky seed does not win; ``--per-seed`` ranks single trials. Only completed trials
+count. The YAML holds every config field plus a ``_source`` provenance mapping, which
+``load_config_file`` ignores (keys starting with ``_``), so it works with ``cycleseg debug --config``
+and as a search space's ``base:``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cycleseg.model.config import config_to_yaml
+from cycleseg.model.config import FIELD_NAMES, config_to_yaml
 from cycleseg.model.errors import UserError
 from cycleseg.model.io import atomic_write_text
+from cycleseg.model.records import TEST_PREFIX
+from cycleseg.model.registry import suggest
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import results as res
 
@@ -35,8 +38,24 @@ def rank_configs(df: pd.DataFrame, metric: str, mode: str, *, per_seed: bool) ->
     return stats.sort_values(["mean", "n", key], ascending=[mode == "min", False, True], ignore_index=True)
 
 
-def _numeric_columns(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+def choice_columns(df: pd.DataFrame) -> list[str]:
+    """The trials/ columns a choice may rank on: numeric results, never a test metric or a config field."""
+    return [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+            and c not in FIELD_NAMES and not is_test_column(c)]
+
+
+def is_test_column(column: str) -> bool:
+    return column.startswith(TEST_PREFIX) or column.startswith(f"final_{TEST_PREFIX}")
+
+
+def check_choice_metric(df: pd.DataFrame, metric: str) -> None:
+    """``metric`` must be a val (or other non-test) result column: choose on val, report on test."""
+    if is_test_column(metric):
+        raise UserError(f"'{metric}' is a test metric: tables report it, nothing chooses on it (choose on val, "
+                        "report on test); rank on val_miou (the selected epoch's) or best_val_miou")
+    if metric not in choice_columns(df):
+        raise UserError(f"unknown metric '{metric}'{suggest(metric, choice_columns(df))}; choose one of: "
+                        f"{', '.join(choice_columns(df))}")
 
 
 def _plain(v: Any) -> Any:
@@ -47,7 +66,7 @@ def _plain(v: Any) -> Any:
 def export_best_config(
     results: str | Path,
     *,
-    metric: str = "best_val_miou",
+    metric: str = "val_miou",
     mode: str = "max",
     where: str | None = None,
     trial_id: str | None = None,
@@ -64,12 +83,10 @@ def export_best_config(
             raise UserError(f"--trial '{trial_id}' is not in '{results}'; trials there include: {known}")
         row = chosen.iloc[0]
         source.update(selected="trial", trial_id=trial_id, status=row["status"], seed=_plain(row["seed"]))
-        if metric in df.columns and pd.notna(row[metric]):
+        if metric in choice_columns(df) and pd.notna(row[metric]):
             source.update(metric=metric, value=_plain(row[metric]))
     else:
-        if metric not in df.columns or metric not in _numeric_columns(df):
-            raise UserError(f"unknown metric '{metric}'; choose a numeric column of trials/: "
-                            f"{', '.join(c for c in _numeric_columns(df) if c not in ('seed', 'split_seed'))}")
+        check_choice_metric(df, metric)
         done = df[df["status"] == "completed"]
         if done.empty:
             raise UserError(f"no completed trials in '{results}' (statuses: {dict(df['status'].value_counts())})")

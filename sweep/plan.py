@@ -7,10 +7,33 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from cycleseg.model.config import TrialConfig
+from cycleseg.model.flops import step_flops, trial_flops
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep.space import SearchSpace, load_space
 
 PLAN_FILE = "sweep.json"
+
+
+def longest_first(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Grid trials in the order Tune starts them: the costliest first (FLOPs × steps; stable on ties, so seeds
+    keep their order). Long trials that start last would leave the other workers idle at the end of a sweep."""
+    costs = [_cost(resolve_config(t["cfg"])) for t in trials]
+    if any(c is None for c in costs):  # a method that cannot be counted on the meta device: keep the space's order
+        return trials
+    return [t for _, t in sorted(zip(costs, trials, strict=True), key=lambda ct: ct[0], reverse=True)]
+
+
+def _cost(cfg: TrialConfig) -> float | None:
+    """A trial's FLOPs; before its training set is decoded, proportional to them (steps ∝ the larger share)."""
+    try:
+        known = trial_flops(cfg)
+        if known is not None:
+            return float(known[1])
+        f = cfg.labeled_fraction
+        return step_flops(cfg) * cfg.epochs * max(f, 1 - f)
+    except Exception:  # a plugin method may not run on the meta device; the order is only a heuristic
+        return None
 
 
 @dataclass
@@ -27,7 +50,7 @@ class Plan:
     @classmethod
     def build(cls, space: SearchSpace, sets: dict[str, Any]) -> Plan:
         if space.search is None:
-            trials, cells = [t.to_param() for t in space.expand(sets)], []
+            trials, cells = longest_first([t.to_param() for t in space.expand(sets)]), []
             num_trials = len(trials)
         else:
             trials, cells = [], [{"overrides": c.overrides, "variant": c.variant} for c in space.cells(sets)]

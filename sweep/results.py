@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from cycleseg.model.config import TrialConfig
 from cycleseg.model.data import dataset_info
 from cycleseg.model.errors import UserError
-from cycleseg.model.records import epoch_schema, epoch_table, is_finite
+from cycleseg.model.records import epoch_schema, epoch_table, selected_epoch
 from cycleseg.sweep import storage
 
 TRIALS_DIR = "trials"
@@ -61,14 +61,23 @@ TRIALS_SCHEMA = pa.schema(
         pa.field("status", pa.string()),
         *CONFIG_COLUMNS,
         pa.field("config_json", pa.string()),
-        pa.field("best_val_miou", pa.float64()),
-        pa.field("final_val_miou", pa.float64()),
+        # the reported epoch, chosen on val by the config's `select` (records.selected_epoch), and its metrics
+        pa.field("selected_epoch", pa.int64()),
+        pa.field("val_miou", pa.float64()),
+        pa.field("val_class_iou", pa.list_(pa.float64())),
+        pa.field("test_miou", pa.float64()),
+        pa.field("test_pixel_acc", pa.float64()),
+        pa.field("test_class_iou", pa.list_(pa.float64())),
+        pa.field("best_val_miou", pa.float64()),  # the best val mIoU of any epoch, and that epoch
         pa.field("best_epoch", pa.int64()),
-        pa.field("best_class_iou", pa.list_(pa.float64())),
-        pa.field("final_class_iou", pa.list_(pa.float64())),
-        pa.field("final_pixel_acc", pa.float64()),
+        pa.field("final_val_miou", pa.float64()),  # the last epoch's
+        pa.field("final_test_miou", pa.float64()),
         pa.field("class_names", pa.list_(pa.string())),
         pa.field("epochs_run", pa.int64()),
+        # the budget the trial ran (equal across methods at equal dataset, fraction, seed, epochs, batch)
+        pa.field("steps", pa.int64()),
+        pa.field("labeled_images_seen", pa.int64()),
+        pa.field("unlabeled_images_seen", pa.int64()),
         pa.field("wall_seconds", pa.float64()),
         pa.field("gpu_seconds", pa.float64()),
         pa.field("checkpoint_path", pa.string()),
@@ -111,9 +120,14 @@ def trial_row(
     versions: dict[str, str | None],
 ) -> dict[str, Any]:
     """The ``trials/`` row of one finished trial from its per-epoch records (the trainer's history)."""
-    scored = [m for m in history if is_finite(m.get("val_miou"))]
-    best = max(scored, key=lambda m: m["val_miou"]) if scored else None
+    chosen = selected_epoch(history, cfg.select)
+    best = selected_epoch(history, "best_val")
     final = history[-1] if history else None
+
+    def at(record: dict[str, Any] | None, key: str) -> Any:
+        value = record.get(key) if record is not None else None
+        return list(value) if isinstance(value, list | tuple) else value
+
     return {
         "sweep": sweep,
         "trial_id": trial_id,
@@ -123,14 +137,15 @@ def trial_row(
         "status": trial_status(cfg, history, error),
         **cfg.to_dict(),
         "config_json": json.dumps(cfg.to_dict(), sort_keys=True),
-        "best_val_miou": best["val_miou"] if best else None,
-        "final_val_miou": final["val_miou"] if final else None,
-        "best_epoch": best["epoch"] if best else None,
-        "best_class_iou": list(best["val_class_iou"]) if best else None,
-        "final_class_iou": list(final["val_class_iou"]) if final else None,
-        "final_pixel_acc": final["val_pixel_acc"] if final else None,
+        "selected_epoch": at(chosen, "epoch"),
+        **{k: at(chosen, k) for k in ("val_miou", "val_class_iou", "test_miou", "test_pixel_acc", "test_class_iou")},
+        "best_val_miou": at(best, "val_miou"),
+        "best_epoch": at(best, "epoch"),
+        "final_val_miou": at(final, "val_miou"),
+        "final_test_miou": at(final, "test_miou"),
         "class_names": list(dataset_info(cfg).class_names),
         "epochs_run": int(final["epoch"]) if final else 0,
+        **{k: int(final[k]) if final else 0 for k in ("steps", "labeled_images_seen", "unlabeled_images_seen")},
         "wall_seconds": wall_seconds,
         "gpu_seconds": wall_seconds * gpus,
         "checkpoint_path": checkpoint_path,

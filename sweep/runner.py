@@ -51,7 +51,7 @@ def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
         if key not in refs:
             data = prepare_dataset(cfg, progress=True)
             print(f"data: {cfg.dataset} {data.info.height}x{data.info.width}, {len(data.train_images)} train / "
-                  f"{len(data.val_images)} val images, decoded once for all trials")
+                  f"{len(data.val_images)} val / {len(data.test_images)} test images, decoded once for all trials")
             refs[key] = ray.put(data)
     return refs
 

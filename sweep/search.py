@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import pickle
 from typing import Any
 
 from ray.tune.search import Searcher
 
+from cycleseg.model.records import is_finite, selected_epoch
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep.space import SearchSpec
 
@@ -16,8 +16,9 @@ class CellSearcher(Searcher):
     """One Optuna search (TPE or random) per grid cell; each suggestion runs once per seed.
 
     Tune takes one searcher and Optuna cannot take grid factors (shared notes), so this holds one
-    ``OptunaSearch`` per cell. A suggestion's objective is the searched metric at each seed's best
-    epoch, averaged over the seeds; Optuna is told once every seed has ended.
+    ``OptunaSearch`` per cell. A suggestion's objective is the searched metric at each seed's reported
+    epoch (the config's ``select``: best val or final), averaged over the seeds; Optuna is told once
+    every seed has ended. It only ever sees val metrics: test metrics never reach Tune.
     """
 
     def __init__(self, cells: list[dict[str, Any]], search: SearchSpec, seeds: list[int]) -> None:
@@ -39,8 +40,8 @@ class CellSearcher(Searcher):
         ]
         self.drawn = [0] * len(cells)
         self.queue: list[tuple[int, str, dict[str, Any], int]] = []  # (cell, sample, params, seed)
-        self.trials: dict[str, tuple[int, str, int]] = {}
-        self.best: dict[str, float] = {}
+        self.trials: dict[str, tuple[int, str, int, str]] = {}  # trial -> (cell, sample, seed, select rule)
+        self.history: dict[str, dict[int, dict[str, Any]]] = {}  # trial -> epoch -> result
         self.scores: dict[str, dict[int, float | None]] = {}
         self.turn = 0
 
@@ -59,26 +60,25 @@ class CellSearcher(Searcher):
             self.scores[sample] = {}
             self.queue = [(cell, sample, params, seed) for seed in self.seeds]
         cell, sample, params, seed = self.queue.pop(0)
-        self.trials[trial_id] = (cell, sample, seed)
         c = self.cells[cell]
         cfg = resolve_config({**c["overrides"], **params, "seed": seed})
+        self.trials[trial_id] = (cell, sample, seed, cfg.select)
         return {"trial": {"cfg": cfg.to_dict(), "variant": c["variant"]}}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        v = result.get(self.search.metric)
-        if isinstance(v, int | float) and math.isfinite(v):
-            old = self.best.get(trial_id)
-            if old is None or (v > old if self.search.mode == "max" else v < old):
-                self.best[trial_id] = v
+        if "epoch" in result:
+            self.history.setdefault(trial_id, {})[int(result["epoch"])] = result
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.trials:
             return
         if result:
             self.on_trial_result(trial_id, result)
-        cell, sample, seed = self.trials.pop(trial_id)
-        score = self.best.pop(trial_id, None)
-        self.scores[sample][seed] = None if error else score
+        cell, sample, seed, select = self.trials.pop(trial_id)
+        seen = self.history.pop(trial_id, {})
+        chosen = selected_epoch([seen[e] for e in sorted(seen)], select)
+        score = chosen.get(self.search.metric) if chosen is not None else None
+        self.scores[sample][seed] = score if not error and is_finite(score) else None
         if len(self.scores[sample]) == len(self.seeds):
             vals = [v for v in self.scores.pop(sample).values() if v is not None]
             if vals:

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from cycleseg.model.config import FIELD_NAMES, TrialConfig, describe, error_line
 from cycleseg.model.errors import UserError
+from cycleseg.model.records import TEST_PREFIX, choice_metrics
 from cycleseg.model.registry import suggest
 from cycleseg.model.resolve import load_config_file, read_yaml_mapping, resolve_config
 
@@ -65,6 +66,17 @@ Grid = create_model(
     **{n: (list[_field_type(n)], Field(None, min_length=1, description=describe(n))) for n in FIELD_NAMES},
 )
 FieldName = Literal[FIELD_NAMES]  # type: ignore[valid-type]
+
+
+def _choice_metric(metric: str) -> str:
+    """A metric a search or scheduler ranks on: reported every epoch, and never a test metric."""
+    if metric.startswith(TEST_PREFIX):
+        raise ValueError(f"'{metric}' is a test metric: reported, never used for a choice (choose on val, "
+                         "report on test); use val_miou")
+    if metric not in choice_metrics():
+        raise ValueError(f"unknown metric '{metric}'{suggest(metric, choice_metrics())}; choose one of: "
+                         f"{', '.join(choice_metrics())}")
+    return metric
 
 
 class ParamSpec(BaseModel):
@@ -126,6 +138,8 @@ class SearchSpec(BaseModel):
     params: dict[FieldName, ParamSpec] = Field(min_length=1)
     points_to_evaluate: list[dict[FieldName, Any]] = []
 
+    _metric = field_validator("metric")(_choice_metric)
+
     @model_validator(mode="after")
     def _points_give_every_param(self) -> SearchSpec:
         names = set(self.params)
@@ -146,6 +160,8 @@ class SchedulerSpec(BaseModel):
     grace_period: Annotated[int, Field(ge=1)] = 1
     reduction_factor: Annotated[int, Field(ge=2)] = 2
     max_t: Annotated[int, Field(ge=1)] | None = None
+
+    _metric = field_validator("metric")(_choice_metric)
 
 
 class SpaceFile(BaseModel):

@@ -9,7 +9,8 @@ are two-sided at ``LEVEL``; the default interval is the paired t interval
 ``mean(d) ± t_{(1+LEVEL)/2, n-1} · sd(d) / √n``. The percentile bootstrap is offered for larger
 replicate counts; with n ≤ 3 pairs it is unreliable (n = 2 gives only 3 distinct resample means and
 the interval can never be wider than the observed range), so reports keep the t interval there.
-No I/O in this module.
+Beside each paired gain, ``min_detectable_effect`` says what gain this many seeds could detect (power
+``POWER`` at the same level), from the differences' sd. No I/O in this module.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps  # scipy ships with scikit-learn, a declared dependency
+from scipy.optimize import brentq
 
 LEVEL = 0.95
 CI_METHODS = ("t", "bootstrap")
@@ -156,3 +158,42 @@ def nanmean_rows(rows: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarra
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return means, counts.astype(np.int64)
+
+
+POWER = 0.8  # the chance a real effect of the reported size is detected (the usual design target)
+
+
+def paired_power(effect: float, sd: float, n: int, level: float = LEVEL) -> float:
+    """Probability that the two-sided paired t test at ``1 − level`` with ``n`` pairs rejects 0 when the
+    true mean difference is ``effect`` and the differences' sd is ``sd`` (noncentral t)."""
+    df = n - 1
+    t_crit = t_quantile(level, df)
+    nc = effect * math.sqrt(n) / sd
+    # scipy's noncentral t can return NaN far in a tail, where the probability is 0 (or 1) to fp precision
+    upper = float(np.nan_to_num(sps.nct.sf(t_crit, df, nc), nan=1.0 if nc > t_crit else 0.0))
+    lower = float(np.nan_to_num(sps.nct.cdf(-t_crit, df, nc), nan=0.0))
+    return upper + lower
+
+
+def min_detectable_effect(sd: float, n: int, level: float = LEVEL, power: float = POWER) -> float:
+    """The smallest true mean difference that ``n`` paired seeds detect with probability ``power``
+    (two-sided paired t test at ``1 − level``), given the differences' sd: what a gain must be to be
+    seen reliably with this many seeds. NaN for fewer than 2 pairs or an unknown sd; 0 when sd is 0."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    hi = sd
+    while paired_power(hi, sd, n, level) < power:
+        hi *= 2
+    return float(brentq(lambda d: paired_power(d, sd, n, level) - power, 0.0, hi, xtol=1e-12 * hi))
+
+
+def seeds_needed(effect: float, sd: float, level: float = LEVEL, power: float = POWER, most: int = 1000) -> int | None:
+    """The fewest paired seeds whose ``min_detectable_effect`` is at most ``|effect|``; None beyond ``most``."""
+    if not (math.isfinite(effect) and math.isfinite(sd)) or effect == 0:
+        return None
+    for n in range(2, most + 1):
+        if min_detectable_effect(sd, n, level, power) <= abs(effect):
+            return n
+    return None

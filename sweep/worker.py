@@ -14,12 +14,18 @@ import ray.train
 import ray.util
 
 from cycleseg.model import checkpoint
+from cycleseg.model.records import for_choices
 from cycleseg.model.resolve import resolve_config
 from cycleseg.model.trainer import run_trial
 
 
 class RayReporter:
-    """The trainer's Reporter under Ray Train: every rank reports, rank 0 carries the checkpoint."""
+    """The trainer's Reporter under Ray Train: every rank reports, rank 0 carries the checkpoint.
+
+    Tune gets each epoch's record without its test metrics (``for_choices``): schedulers and
+    searchers choose on val only. The full record, test metrics included, is in the checkpoint's
+    history, which the driver reads when the trial ends.
+    """
 
     def __init__(self, rank: int, extra: dict[str, Any]) -> None:
         self.rank = rank
@@ -27,7 +33,7 @@ class RayReporter:
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path) -> None:
         ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if self.rank == 0 else None
-        ray.train.report({**metrics, **self.extra}, checkpoint=ckpt)
+        ray.train.report(for_choices({**metrics, **self.extra}), checkpoint=ckpt)
 
 
 def train_worker(config: dict[str, Any]) -> None:

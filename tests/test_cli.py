@@ -10,7 +10,7 @@ import tests.faults  # noqa: F401  (registers the fault_* methods)
 from cycleseg.cli import main
 
 TINY = ["--dataset", "digits", "--preset", "tiny", "--set", "digits_train=24", "--set", "digits_val=8",
-        "--set", "image_height=32", "--set", "image_width=32", "--device", "cpu"]
+        "--set", "digits_test=8", "--set", "image_height=32", "--set", "image_width=32", "--device", "cpu"]
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,8 @@ def test_debug_writes_config_metrics_checkpoint_and_grid(tmp_path):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["method"] == "cyclegan" and cfg["labeled_fraction"] == 0.25 and cfg["ngf"] == 8
     df = pd.read_parquet(out / "metrics.parquet")
-    assert list(df["epoch"]) == [1, 2] and df["val_miou"].between(0, 1).all()
+    assert list(df["epoch"]) == [1, 2] and df[["val_miou", "test_miou"]].stack().between(0, 1).all()
+    assert list(df["steps"]) == [4, 8]  # ceil(max(6 labeled, 18 unlabeled) / 5) per epoch
     assert (out / "checkpoint" / "state.pt").is_file()
     with Image.open(out / "samples.png") as im:
         w, h = im.size  # 4 columns (image, truth, prediction, G_SI) × 4 rows of 200-px cells

@@ -12,6 +12,7 @@ test's own environment through a path entry; cycleseg itself comes only from the
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -34,8 +35,12 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> s
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy: setuptools writes build/ and *.egg-info/ beside the sources it builds
+    src = tmp_path_factory.mktemp("src") / "cycleseg"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "runs",
+                                                             "__pycache__", ".*_cache"))
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=300)
+                        "-w", str(out), str(src)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     (whl,) = out.glob("cycleseg-*.whl")
     return whl
@@ -84,14 +89,14 @@ def test_installed_wheel_runs_from_a_folder_with_its_own_model_sweep_and_cli(ins
     for space in sorted(f.stem for f in (REPO / "search_spaces").glob("*.yaml")):
         r = run([str(cycleseg), "sweep", space, "--dry-run"], research_folder, env)
         assert r.returncode == 0, f"{space}: {r.stdout}{r.stderr}"
-    r = run([str(cycleseg), "debug", "--preset", "tiny", "--epochs", "1", "--set", "digits_train=12",
-             "--set", "digits_val=4", "--set", "image_height=32", "--set", "image_width=32", "--device", "cpu",
-             "--out", "runs/dbg"], research_folder, env)
+    sizes = ["digits_train=12", "digits_val=4", "digits_test=4", "image_height=32", "image_width=32"]
+    r = run([str(cycleseg), "debug", "--preset", "tiny", "--epochs", "1", *(a for s in sizes for a in ("--set", s)),
+             "--device", "cpu", "--out", "runs/dbg"], research_folder, env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (research_folder / "runs" / "dbg" / "metrics.parquet").is_file()
     (research_folder / "one.yaml").write_text(textwrap.dedent("""
         base: {dataset: digits, preset: tiny, image_height: 32, image_width: 32, digits_train: 12, digits_val: 4,
-               epochs: 1, method: partial}
+               digits_test: 4, epochs: 1, method: partial}
     """))
     r = run([str(cycleseg), "sweep", "one.yaml", "--storage", "runs"], research_folder, env, timeout=400)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -79,18 +79,19 @@ def _acdc_patient(folder: Path, info: DatasetInfo) -> list[tuple[np.ndarray, np.
     return pairs
 
 
-@register_dataset(ACDC_INFO, on_disk=True, key_fields=("split_seed",))
+@register_dataset(ACDC_INFO, on_disk=True, key_fields=("split_seed", "val_fraction"))
 def build_acdc(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> PreparedData:
-    """Patients split 3:1 by ``split_seed`` (no patient on both sides); all ED/ES slices of each."""
+    """Patients split train/val/test by ``split_seed`` (no patient on two sides); all ED/ES slices of each."""
     root = require(data_root(cfg), "ACDC data_root", "point data_root at the folder holding training/")
     training = require(root / "training", "ACDC folder", "expected training/patientNNN/ folders from the ACDC release")
     patients = sorted(p.name for p in training.iterdir() if p.is_dir() and p.name.startswith("patient"))
     if not patients:
         raise UserError(f"no patientNNN/ folders under {training}; expected the ACDC training release")
     out = {}
-    for split, names in zip(("train", "val"), split_patients(patients, cfg.split_seed), strict=True):
+    splits = split_patients(patients, cfg.split_seed, cfg.val_fraction)
+    for split, names in zip(("train", "val", "test"), splits, strict=True):
         per_patient = parallel_map(
             lambda n: _acdc_patient(training / n, info), names, desc=f"acdc {split}", progress=progress
         )
         out[split] = stack([pair for pairs in per_patient for pair in pairs], info)
-    return PreparedData(info, *out["train"], *out["val"])
+    return PreparedData(info, *out["train"], *out["val"], *out["test"])

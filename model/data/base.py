@@ -36,8 +36,23 @@ class PreparedData:
     info: DatasetInfo
     train_images: np.ndarray  # uint8 (N, C_in, H, W)
     train_masks: np.ndarray  # uint8 (N, H, W), 255 = ignore
-    val_images: np.ndarray
+    val_images: np.ndarray  # for every choice: best epoch, early stopping, searches, best-config
     val_masks: np.ndarray
+    test_images: np.ndarray  # reported, never used for a choice
+    test_masks: np.ndarray
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images, masks) of split ``name`` (train, val or test)."""
+        return getattr(self, f"{name}_images"), getattr(self, f"{name}_masks")
+
+
+def held_out(info: DatasetInfo, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+             val_fraction: float, seed: int) -> PreparedData:
+    """A dataset that ships train and test: ``val`` is ``val_fraction`` of the shipped train, drawn with ``seed``."""
+    from cycleseg.model.data.splits import hold_out
+
+    tr, va = hold_out(len(train[0]), val_fraction, seed)
+    return PreparedData(info, train[0][tr], train[1][tr], train[0][va], train[1][va], *test)
 
 
 Builder = Callable[[TrialConfig, DatasetInfo, bool], PreparedData]
@@ -78,8 +93,10 @@ def dataset_info(cfg: TrialConfig) -> DatasetInfo:
 def normalize_images(x: torch.Tensor) -> torch.Tensor:
     """Paper §3.3: per image and channel, (x − mean) / (max − min), in float32 on x's device.
 
-    The result lies in [−1, 1] (it spans at most a width of 2 around 0); a constant channel
-    becomes 0. Works on a uint8 batch (B, C, H, W).
+    The paper's formula is kept as written: each (image, channel) then spans a width of exactly 1
+    (not 2), e.g. [−0.5, 0.5] for a symmetric histogram or [−0.25, 0.75] for a dark image with one
+    bright pixel. It always lies inside [−1, 1] (|x − mean| ≤ max − min), so G_SI's tanh can reach
+    every target of the image losses. A constant channel becomes 0. Works on a uint8 batch (B, C, H, W).
     """
     x = x.float()
     mean = x.mean(dim=(-2, -1), keepdim=True)

@@ -20,8 +20,8 @@ from cycleseg.model.data.decode import data_root
 from cycleseg.model.errors import UserError
 from cycleseg.model.io import atomic_write
 
-FORMAT_VERSION = 1  # bump when a builder's output changes: old cache files are then never read
-_ARRAYS = ("train_images", "train_masks", "val_images", "val_masks")
+FORMAT_VERSION = 2  # bump when a builder's output changes: old cache files are then never read
+_ARRAYS = ("train_images", "train_masks", "val_images", "val_masks", "test_images", "test_masks")
 _MEMO: dict[Path, PreparedData] = {}
 
 

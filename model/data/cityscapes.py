@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cycleseg.model.config import TrialConfig
-from cycleseg.model.data.base import DatasetInfo, PreparedData, register_dataset
+from cycleseg.model.data.base import DatasetInfo, PreparedData, held_out, register_dataset
 from cycleseg.model.data.decode import (
     check_labels,
     check_same_size,
@@ -51,9 +51,10 @@ def _cityscapes_pair(root: Path, info: DatasetInfo, image_path: Path) -> tuple[n
     return resize_rgb(image, info), CITYSCAPES_LUT[resize_mask(label_ids.astype(np.uint8), info)]
 
 
-@register_dataset(CITYSCAPES_INFO, on_disk=True)
+@register_dataset(CITYSCAPES_INFO, on_disk=True, key_fields=("split_seed", "val_fraction"))
 def build_cityscapes(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> PreparedData:
-    """The shipped train and val splits; labelIds mapped to the 19 train ids."""
+    """Test: the shipped val split. Train: the shipped train split, of which ``val_fraction`` is held out
+    as our val split (drawn with ``split_seed``). labelIds mapped to the 19 train ids."""
     root = require(data_root(cfg), "Cityscapes data_root", "point data_root at the folder holding leftImg8bit/")
     fix = (
         "expected leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
@@ -72,4 +73,4 @@ def build_cityscapes(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> Pre
             lambda p: _cityscapes_pair(root, info, p), images, desc=f"cityscapes {split}", progress=progress
         )
         out[split] = stack(pairs, info)
-    return PreparedData(info, *out["train"], *out["val"])
+    return held_out(info, out["train"], out["val"], cfg.val_fraction, cfg.split_seed)

@@ -23,22 +23,24 @@ DIGITS_INFO = DatasetInfo(
     height=64,
     width=64,
 )
-_DIGIT_VAL_SHARE = 0.25  # of the 1797 sklearn samples, reserved for validation scenes
+_HELD_OUT_SHARE = 0.2  # of the 1797 sklearn samples, for validation scenes, and as many for test scenes
+_SCALES = (3, 4)  # a digit is 8 px × one of these, relative to a 64-px scene side (8 px digits are unreadable)
+_MAX_DIGITS = 4  # digits per scene: 1 to this many
+_BLOB = 0.1  # amplitude of the low-frequency colour blobs over the background gradient
 _INK = 0.5  # digit coverage at or above this is the digit's class
 _EDGE = 0.3  # coverage in [_EDGE, _INK) is the anti-aliased rim: ignore (255), like VOC boundaries
 
 
-def _digit_streams(split_seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
-    """Independent RNG streams (sample split, train scenes, val scenes) from one ``split_seed``."""
-    split, train, val = np.random.SeedSequence(split_seed).spawn(3)
-    return np.random.default_rng(split), np.random.default_rng(train), np.random.default_rng(val)
+def _digit_streams(split_seed: int) -> list[np.random.Generator]:
+    """Independent RNG streams (sample split, train, val and test scenes) from one ``split_seed``."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(split_seed).spawn(4)]
 
 
-def digit_pools(n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint sample indices (train pool, val pool): no handwritten sample appears in both."""
+def digit_pools(n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint sample indices (train, val, test pools): no handwritten sample appears in two splits."""
     perm = rng.permutation(n_samples)
-    n_val = round(n_samples * _DIGIT_VAL_SHARE)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    k = round(n_samples * _HELD_OUT_SHARE)
+    return np.sort(perm[2 * k :]), np.sort(perm[:k]), np.sort(perm[k : 2 * k])
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     t = np.cos(theta) * xx + np.sin(theta) * yy
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     bg = c0 * (1 - t) + c1 * t
-    blobs = np.stack([_upsample(rng.uniform(-0.2, 0.2, (4, 4)), h, w) for _ in range(3)])
+    blobs = np.stack([_upsample(rng.uniform(-_BLOB, _BLOB, (4, 4)), h, w) for _ in range(3)])
     return bg + blobs + rng.normal(0.0, 0.03, (3, h, w))
 
 
@@ -85,7 +87,7 @@ def compose_digit_scenes(
     height: int,
     width: int,
 ) -> tuple[np.ndarray, np.ndarray, list[list[Placement]]]:
-    """``n`` scenes of 1–4 non-overlapping digits, each scaled 2–4× (relative to a 64 px side).
+    """``n`` scenes of 1–4 non-overlapping digits, each scaled 3× or 4× (relative to a 64 px side).
 
     ``pool_images`` are sklearn's 8×8 digits (values 0..16). Mask: class label + 1 where the
     upsampled digit covers ≥ 50 % of a pixel, 255 on its thin anti-aliased rim, 0 elsewhere.
@@ -97,9 +99,9 @@ def compose_digit_scenes(
     for i in range(n):
         img = _background(rng, height, width)
         boxes: list[Placement] = []
-        for _ in range(int(rng.integers(1, 5))):
+        for _ in range(int(rng.integers(1, _MAX_DIGITS + 1))):
             sample = int(rng.integers(len(pool_images)))
-            size = int(np.clip(round(8 * int(rng.integers(2, 5)) * side / 64), 4, side))
+            size = int(np.clip(round(8 * int(rng.choice(_SCALES)) * side / 64), 4, side))
             for _try in range(30):
                 top = int(rng.integers(0, height - size + 1))
                 left = int(rng.integers(0, width - size + 1))
@@ -124,18 +126,16 @@ def compose_digit_scenes(
     return images, masks, placements
 
 
-@register_dataset(DIGITS_INFO, on_disk=False, key_fields=("digits_train", "digits_val", "split_seed"))
+@register_dataset(DIGITS_INFO, on_disk=False, key_fields=("digits_train", "digits_val", "digits_test", "split_seed"))
 def build_digits(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> PreparedData:
-    """Train and val scenes from disjoint sklearn samples, each from its own RNG stream."""
+    """Train, val and test scenes from disjoint sklearn samples, each split from its own RNG stream."""
     from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
 
     digits = load_digits()
-    split_rng, train_rng, val_rng = _digit_streams(cfg.split_seed)
-    train_pool, val_pool = digit_pools(len(digits.target), split_rng)
-    tr_x, tr_y, _ = compose_digit_scenes(
-        cfg.digits_train, digits.images[train_pool], digits.target[train_pool], train_rng, info.height, info.width
-    )
-    va_x, va_y, _ = compose_digit_scenes(
-        cfg.digits_val, digits.images[val_pool], digits.target[val_pool], val_rng, info.height, info.width
-    )
-    return PreparedData(info, tr_x, tr_y, va_x, va_y)
+    split_rng, *scene_rngs = _digit_streams(cfg.split_seed)
+    pools = digit_pools(len(digits.target), split_rng)
+    arrays = []
+    for n, pool, rng in zip((cfg.digits_train, cfg.digits_val, cfg.digits_test), pools, scene_rngs, strict=True):
+        x, y, _ = compose_digit_scenes(n, digits.images[pool], digits.target[pool], rng, info.height, info.width)
+        arrays += [x, y]
+    return PreparedData(info, *arrays)

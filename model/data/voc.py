@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cycleseg.model.config import TrialConfig
-from cycleseg.model.data.base import DatasetInfo, PreparedData, register_dataset
+from cycleseg.model.data.base import DatasetInfo, PreparedData, held_out, register_dataset
 from cycleseg.model.data.decode import (
     check_labels,
     check_same_size,
@@ -59,9 +59,10 @@ def _voc_pair(root: Path, info: DatasetInfo, image_id: str) -> tuple[np.ndarray,
     return resize_rgb(image, info), resize_mask(labels.astype(np.uint8), info)
 
 
-@register_dataset(VOC_INFO, on_disk=True)
+@register_dataset(VOC_INFO, on_disk=True, key_fields=("split_seed", "val_fraction"))
 def build_voc(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> PreparedData:
-    """Train ids from train_aug.txt (else train.txt), minus any also in val.txt; val ids from val.txt."""
+    """Test: the official val.txt. Train: train_aug.txt (else train.txt) minus any id in val.txt, of which
+    ``val_fraction`` is held out as our val split (drawn with ``split_seed``)."""
     root = require(data_root(cfg), "VOC data_root", "point data_root at the folder holding JPEGImages/")
     fix = "expected the VOC2012 + SBD layout: JPEGImages/, SegmentationClassAug/, ImageSets/Segmentation/"
     for sub in ("JPEGImages", "SegmentationClassAug", "ImageSets/Segmentation"):
@@ -76,7 +77,7 @@ def build_voc(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> PreparedDa
     val_set = set(val_ids)
     train_ids = [i for i in _read_ids(train_list) if i not in val_set]  # SBD's train list may hold val ids
     out = {}
-    for split, ids in (("train", train_ids), ("val", val_ids)):
+    for split, ids in (("train", train_ids), ("test", val_ids)):
         pairs = parallel_map(lambda i: _voc_pair(root, info, i), ids, desc=f"voc {split}", progress=progress)
         out[split] = stack(pairs, info)
-    return PreparedData(info, *out["train"], *out["val"])
+    return held_out(info, out["train"], out["test"], cfg.val_fraction, cfg.split_seed)

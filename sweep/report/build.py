@@ -28,6 +28,7 @@ from cycleseg.model.errors import UserError
 from cycleseg.model.io import atomic_write, atomic_write_text
 from cycleseg.sweep import stats
 from cycleseg.sweep.report.derive import (
+    CHOICE_METRIC,
     CLASS_IOU_COLUMN,
     METHOD_PARAMS,
     OPTIM_FIELDS,
@@ -52,8 +53,11 @@ from cycleseg.sweep.report.samples import sample_grid
 from cycleseg.sweep.report.tables import (
     INCOMPLETE,
     SIGNIFICANT,
+    UNEQUAL,
+    budget_layout,
     class_iou_table,
     num,
+    power_notes,
     table1,
     table1_layout,
     table2,
@@ -63,6 +67,7 @@ from cycleseg.sweep.results import read_sweeps
 from cycleseg.sweep.text import md_table, text_table
 
 MIN_SEARCH_TRIALS = 4  # fewer completed trials than this in a search group: no importance analysis
+SPLIT_WORDS = {"test_miou": "test-split mIoU", "val_miou": "val-split mIoU (what choices rank on)"}
 
 
 @dataclass
@@ -110,12 +115,20 @@ def _detail_fractions(t: pd.DataFrame, labeled_fraction: float | None) -> dict[s
 
 def _intro(doc: _Doc, t: pd.DataFrame, metric: str, ci: str, sources: list[str], notes: list[str]) -> None:
     n_inc = int(t["included"].sum())
+    rules = ", ".join(sorted(t["select"].astype(str).unique())) if "select" in t else "best_val"
     doc.md += [
         f"# cycleseg report: {', '.join(f'`{p}`' for p in sources)}",
         "",
-        f"Metric: **{metric}** (`--metric`). {len(t)} trials read: {n_inc} completed and used, "
-        f"{len(t) - n_inc} excluded"
+        f"Metric: **{metric}** (`--metric`): the {SPLIT_WORDS[metric]} at the epoch each trial reports, chosen "
+        f"on the val split alone (config `select`: {rules}; best_val = the epoch with the best val mIoU). "
+        "Nothing that made a choice (best epoch, early stopping, the λ search, best-config) read the test split. "
+        f"{len(t)} trials read: {n_inc} completed and used, {len(t) - n_inc} excluded"
         + (" (listed under *Excluded trials*; never part of a mean)." if n_inc < len(t) else "."),
+        "",
+        "Budgets: every method runs the same optimizer steps at the same dataset, labeled fraction, seed, epochs "
+        "and batch size (an epoch is ceil(max(labeled, unlabeled) / batch) steps; labeled batches cycle). Each "
+        f"block lists the steps its rows ran; `{UNEQUAL}` marks a comparison whose two sides ran different steps. "
+        "MDE = the smallest gain these seeds could detect (80 % power, same level), from the pairs' sd.",
         "",
         "Cells show mean ± std over seeds (sample std, ddof=1) and n = number of seeds. "
         "Differences are paired: same dataset, labeled fraction and seed (the seed fixes the labeled subset). "
@@ -142,8 +155,11 @@ def _table1_section(doc: _Doc, t: pd.DataFrame, paper: Paper, metric: str, ci: s
         doc.md += [files, ""]
         for block in sorted(summary["block"].unique()):
             headers, rows = table1_layout(summary, gains, block)
-            doc.md += [f"### {block}", "", md_table(headers, rows), ""]
-            doc.terminal += [f"Table 1 — {block} ({metric}; gains: paired {ci} 95 % CI)", text_table(headers, rows), ""]
+            notes = power_notes(gains, block)
+            doc.md += [f"### {block}", "", md_table(headers, rows), "", *(f"- {n}" for n in notes),
+                       *([""] if notes else []), "Budget per trial:", "", md_table(*budget_layout(summary, block)), ""]
+            doc.terminal += [f"Table 1 — {block} ({metric}; gains: paired {ci} 95 % CI)", text_table(headers, rows),
+                             *notes, ""]
             png = plot_fraction_curve(summary, block, metric, doc.out / f"miou_vs_fraction_{slug(block)}.png")
             doc.md += [f"![mIoU vs labeled fraction]({png.name})", ""]
     searched_out = t[t["searched"] & (t["row"] == "") & ~t["is_variant"]]
@@ -210,18 +226,22 @@ def _search_groups(t: pd.DataFrame) -> Iterable[tuple[tuple[str, str, str, float
 
 
 def _search_section(doc: _Doc, t: pd.DataFrame, metric: str) -> None:
+    """Each λ search as the search saw it: ranked on val mIoU (what it chose on), the reported metric beside."""
     searches = list(_search_groups(t))
     if searches:
-        doc.md += ["## λ searches (hyperparameter importance: Optuna fANOVA over the completed trials)", ""]
+        doc.md += ["## λ searches (ranked on val mIoU, what the search chose on; importance: Optuna fANOVA over "
+                   "the completed trials' val mIoU)", ""]
     for (sweep, block, method, frac), g, params in searches:
         tag = slug(sweep, block, method, frac * 100)
         title = f"{sweep}: {block}, {method}, {pct_label(frac)} labeled, {len(g)} trials"
-        top = g.sort_values("value", ascending=False)[["trial_id", "seed", *params, "value"]]
-        files = [doc.csv(top.rename(columns={"value": metric}), f"lambda_search_{tag}.csv")]
-        par_png = plot_parallel(g, params, metric, title, doc.out / f"lambda_parallel_{tag}.png")
+        g = g.assign(value=g[CHOICE_METRIC].astype(float))
+        shown = list(dict.fromkeys(["trial_id", "seed", *params, CHOICE_METRIC, metric]))
+        top = g.sort_values("value", ascending=False)[shown]
+        files = [doc.csv(top, f"lambda_search_{tag}.csv")]
+        par_png = plot_parallel(g, params, CHOICE_METRIC, title, doc.out / f"lambda_parallel_{tag}.png")
         body = [f"![parallel coordinates]({par_png.name})"]
         if g["value"].nunique() < 2:
-            body.insert(0, f"Every trial scored the same {metric}: no importance to attribute.\n")
+            body.insert(0, f"Every trial scored the same {CHOICE_METRIC}: no importance to attribute.\n")
         else:
             imp = search_importance(g, params)
             files.append(doc.csv(pd.DataFrame({"param": list(imp), "importance": list(imp.values())}),
@@ -243,7 +263,7 @@ def _samples_section(doc: _Doc, t: pd.DataFrame, frac_of: dict[str, float], no_s
         png, notes = sample_grid(t, block, frac, doc.out / f"samples_{slug(block, frac * 100)}.png")
         doc.md += [f"### {block}, {pct_label(frac)} labeled", ""]
         if png:
-            doc.md += ["Rows: the first validation images. Columns: image (min-max scaled) | ground truth | each "
+            doc.md += ["Rows: the first test images. Columns: image (min-max scaled) | ground truth | each "
                        "method's prediction from its best trial's last checkpoint | G_SI(ground truth) from "
                        "cyclegan's.", "", f"![samples]({png.name})", ""]
         doc.md += [f"- {n}" for n in notes] + ([""] if notes else [])
@@ -270,7 +290,7 @@ def _excluded_section(doc: _Doc, t: pd.DataFrame) -> None:
 def build_report(
     results: list[str | Path],
     output: Path | None = None,
-    metric: str = "best_val_miou",
+    metric: str = "test_miou",
     labeled_fraction: float | None = None,
     no_samples: bool = False,
     ci: str = "t",

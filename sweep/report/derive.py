@@ -23,8 +23,10 @@ from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, FIELD_NAMES, LAMBD
 from cycleseg.model.errors import UserError
 
 COMPLETED = "completed"
-METRICS = ("best_val_miou", "final_val_miou")
-CLASS_IOU_COLUMN = {"best_val_miou": "best_class_iou", "final_val_miou": "final_class_iou"}
+# What tables report, at each trial's selected epoch (chosen on val): test by default, val to compare.
+METRICS = ("test_miou", "val_miou")
+CHOICE_METRIC = "val_miou"  # what searches and best-config rank on: the λ-search section shows their ranking
+CLASS_IOU_COLUMN = {"test_miou": "test_class_iou", "val_miou": "val_class_iou"}
 BASELINE = "partial"  # the supervised lower bound every semi-supervised method is paired with
 SEMI_METHODS = ("cyclegan", "hung")
 ABLATION_REFERENCE = "cyclegan"  # Table 2 compares every variant with this row ("proposed")
@@ -47,31 +49,39 @@ def fmt_value(v: Any) -> str:
         return f"{float(v):g}"
     return str(v)
 
+
 def pct_label(fraction: float) -> str:
     return f"{fraction * 100:g} %"
+
 
 def paper_pct(fraction: float) -> int | None:
     """The paper's integer percentage for ``fraction`` (0.1 → 10), or None if it is not one."""
     pct = fraction * 100
     return round(pct) if abs(pct - round(pct)) < 1e-6 else None
 
+
 def slug(*parts: Any) -> str:
     """File-name part: each of ``parts`` lower-cased to [a-z0-9-] ('.' → 'p'), joined by '_'."""
     words = (re.sub(r"[^a-z0-9]+", "-", fmt_value(p).lower().replace(".", "p")).strip("-") for p in parts)
     return "_".join(w for w in words if w)
 
+
 def is_null(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
 
+
 def is_list(v: Any) -> bool:
     return isinstance(v, list | tuple | np.ndarray)
+
 
 def _signature(row: pd.Series, method: str) -> tuple[tuple[str, Any], ...]:
     params = (*METHOD_PARAMS.get(method, ()), *OPTIM_FIELDS)
     return tuple((p, row[p]) for p in params if p in row.index and not is_null(row[p]))
 
+
 def _sig_label(sig: tuple[tuple[str, Any], ...], differing: Sequence[str]) -> str:
     return ", ".join(f"{k}={fmt_value(v)}" for k, v in sig if k in differing)
+
 
 def prepare(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The trials with derived columns: value, included, reason, block, dataset, arm, row, fraction."""
@@ -127,6 +137,7 @@ def prepare(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
                 t.loc[i, "row"] = f"{method} ({_sig_label(s, differing)})"
     return t
 
+
 def seed_values(t: pd.DataFrame) -> dict[tuple[str, str, float], dict[int, float]]:
     """(block, arm-or-row, fraction) -> {seed: value}, included trials only (duplicate runs of a seed averaged)."""
     out: dict[tuple[str, str, float], dict[int, float]] = {}
@@ -134,12 +145,14 @@ def seed_values(t: pd.DataFrame) -> dict[tuple[str, str, float], dict[int, float
         out.setdefault((block, label, frac), {})[int(seed)] = float(v)
     return out
 
+
 def duplicate_seeds(t: pd.DataFrame) -> int:
     """How many (block, row/variant, fraction, seed) cells hold more than one completed run (e.g. one
     config in two sweeps read together); ``seed_values`` averages them to one value per seed."""
     inc = t[t["included"] & ((t["row"] != "") | t["is_variant"])]
     label = np.where(inc["is_variant"], inc["arm"], inc["row"])
     return int((inc.assign(label=label).groupby(["block", "label", "fraction", "seed"]).size() > 1).sum())
+
 
 def row_sort_key(row: str) -> tuple[int, str]:
     base = row.split(" (")[0]

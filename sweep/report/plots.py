@@ -25,12 +25,14 @@ def _plt() -> Any:
 
     return plt
 
+
 def _save(fig: Any, path: Path) -> Path:
     plt = _plt()
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=DPI))
     plt.close(fig)
     return path
+
 
 def plot_fraction_curve(summary: pd.DataFrame, block: str, metric: str, path: Path) -> Path:
     """mIoU vs labeled fraction per row: mean with a ± std band over seeds; the paper's dashed."""
@@ -55,6 +57,7 @@ def plot_fraction_curve(summary: pd.DataFrame, block: str, metric: str, path: Pa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
 
 def plot_ablation(t2: pd.DataFrame, block: str, frac: float, metric: str, path: Path) -> Path:
     """Left: each variant's mean with its t interval; right: paired difference to proposed with CI."""
@@ -94,8 +97,10 @@ def plot_ablation(t2: pd.DataFrame, block: str, frac: float, metric: str, path: 
     a2.set_title("variant − proposed, 95 % CI (red: excludes 0)", fontsize=10)
     return _save(fig, path)
 
+
 def _epoch_stats(e: pd.DataFrame, col: str) -> pd.DataFrame:
     return e.groupby("epoch")[col].agg(["mean", "std", "count"]).reset_index()
+
 
 def plot_curves(e: pd.DataFrame, title: str, by: str, path: Path) -> Path | None:
     """One panel per logged quantity (val_miou, loss_*), one line per ``by`` value: mean ± std over seeds."""
@@ -127,6 +132,7 @@ def plot_curves(e: pd.DataFrame, title: str, by: str, path: Path) -> Path | None
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
 
 def plot_val_curves(e: pd.DataFrame, block: str, path: Path) -> Path:
     """val mIoU per epoch, one panel per labeled fraction, one line per method/variant (mean ± std over seeds)."""
@@ -161,6 +167,7 @@ def plot_val_curves(e: pd.DataFrame, block: str, path: Path) -> Path:
     fig.suptitle(f"{block}: validation mIoU per epoch", fontsize=10)
     return _save(fig, path)
 
+
 def search_importance(g: pd.DataFrame, params: Sequence[str]) -> dict[str, float]:
     """fANOVA importance of ``params`` for ``value`` over an in-memory Optuna study of the trials."""
     import optuna
@@ -181,6 +188,7 @@ def search_importance(g: pd.DataFrame, params: Sequence[str]) -> dict[str, float
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
 
+
 def plot_importance(imp: dict[str, float], title: str, path: Path) -> Path:
     plt = _plt()
     names = list(imp)[::-1]
@@ -189,6 +197,7 @@ def plot_importance(imp: dict[str, float], title: str, path: Path) -> Path:
     ax.set_xlabel("fANOVA importance (sums to 1)")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
 
 def plot_parallel(g: pd.DataFrame, params: Sequence[str], metric: str, title: str, path: Path) -> Path:
     """Parallel coordinates: one line per trial through each parameter's axis (min-max scaled)

@@ -24,6 +24,8 @@ from cycleseg.sweep.report.paper import Paper
 
 INCOMPLETE = "†"
 SIGNIFICANT = "*"
+UNEQUAL = "‡"  # the two sides ran different numbers of optimizer steps
+CONTROL = "full"  # trained on every label: its gain over partial is a difference that is really there
 
 
 def _cell_stats(per_seed: dict) -> dict[str, Any]:
@@ -32,69 +34,82 @@ def _cell_stats(per_seed: dict) -> dict[str, Any]:
     return {"n": s.n, "mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high,
             "seeds": ",".join(map(str, sorted(per_seed)))}
 
+
+def budget(g: pd.DataFrame) -> dict[str, Any]:
+    """The budget of a cell's included trials: optimizer steps (and images seen), as one value or a range."""
+    inc = g[g["included"]]
+    if inc.empty or "steps" not in inc:
+        return {"steps_min": math.nan, "steps_max": math.nan, "labeled_images_seen": math.nan,
+                "unlabeled_images_seen": math.nan}
+    return {"steps_min": int(inc["steps"].min()), "steps_max": int(inc["steps"].max()),
+            "labeled_images_seen": int(inc["labeled_images_seen"].max()),
+            "unlabeled_images_seen": int(inc["unlabeled_images_seen"].max())}
+
+
+def _same_budget(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["steps_min"] == a["steps_max"] == b["steps_min"] == b["steps_max"]
+
+
+def _comparison(d: stats.PairedDiff) -> dict[str, Any]:
+    """A paired difference's columns, with the smallest gain this many seeds could detect (power)."""
+    mde = stats.min_detectable_effect(d.std, d.n)
+    return {
+        "n_pairs": d.n, "mean": d.mean, "std": d.std, "ci_low": d.ci_low, "ci_high": d.ci_high,
+        "p_value": d.p_value, "ci_method": d.ci_method, "excludes_zero": d.excludes_zero,
+        "mde": mde, "seeds_needed": None if d.excludes_zero else stats.seeds_needed(d.mean, d.std),
+        "unpaired_seeds": ",".join(map(str, d.only_a + d.only_b)),
+        "incomplete": bool(d.only_a or d.only_b) or d.n < 2,
+    }
+
+
 def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Long tables: per (block, row, fraction) summaries, and paired gains over ``partial``."""
+    """Long tables: per (block, row, fraction) summaries with their budget, and paired gains over ``partial``:
+    each semi-supervised row's, and ``full``'s (the positive control: a difference that is really there)."""
     rows = t[t["row"] != ""].assign(label=lambda d: d["row"])
     vals = seed_values(rows[rows["included"]])
     dataset_of = dict(zip(t["block"], t["dataset"], strict=False))
-    expected = {}
+    expected: dict[str, int] = {}
     for (block, _, _), sv in vals.items():
         expected[block] = max(expected.get(block, 0), len(sv))
     summ = []
-    for block, row, frac in sorted(
-        {(b, r, f) for b, r, f in zip(rows["block"], rows["row"], rows["fraction"], strict=True)}
-    ):
-        sv = vals.get((block, row, frac), {})
-        cell = _cell_stats(sv)
-        summ.append(
-            {
-                "block": block,
-                "dataset": dataset_of[block],
-                "row": row,
-                "labeled_fraction": frac,
-                **cell,
-                "expected_n": expected.get(block, 0),
-                "incomplete": cell["n"] < expected.get(block, 0),
-                "excluded": int(
-                    (
-                        (rows["block"] == block) & (rows["row"] == row) & (rows["fraction"] == frac) & ~rows["included"]
-                    ).sum()
-                ),
-                "paper": paper.t1(dataset_of[block], row, frac),
-            }
-        )
+    budgets: dict[tuple[str, str, float], dict[str, Any]] = {}
+    for (block, row, frac), g in rows.groupby(["block", "row", "fraction"]):
+        cell = _cell_stats(vals.get((block, row, frac), {}))
+        budgets[block, row, frac] = budget(g)
+        summ.append({
+            "block": block, "dataset": dataset_of[block], "row": row, "labeled_fraction": frac, **cell,
+            "expected_n": expected.get(block, 0), "incomplete": cell["n"] < expected.get(block, 0),
+            "excluded": int((~g["included"]).sum()), **budgets[block, row, frac],
+            "paper": paper.t1(dataset_of[block], row, frac),
+        })
     summary = pd.DataFrame(summ)
     gains = []
     for (block, row, frac), sv in sorted(vals.items()):
         method = row.split(" (")[0]
-        if method not in SEMI_METHODS or not ((rows["block"] == block) & (rows["row"] == BASELINE)).any():
+        if method in SEMI_METHODS:
+            refs = [frac]
+        elif row == CONTROL:  # trained on every label: compared with partial at each of its fractions
+            refs = sorted(f for b, r, f in vals if b == block and r == BASELINE)
+        else:
             continue
-        d = stats.paired_difference(sv, vals.get((block, BASELINE, frac), {}), ci=ci)
-        dataset = dataset_of[block]
-        gains.append(
-            {
-                "block": block,
-                "dataset": dataset,
-                "row": row,
-                "reference": BASELINE,
-                "labeled_fraction": frac,
-                "n_pairs": d.n,
-                "mean": d.mean,
-                "std": d.std,
-                "ci_low": d.ci_low,
-                "ci_high": d.ci_high,
-                "p_value": d.p_value,
-                "ci_method": d.ci_method,
-                "excludes_zero": d.excludes_zero,
-                "unpaired_seeds": ",".join(map(str, d.only_a + d.only_b)),
-                "incomplete": bool(d.only_a or d.only_b) or d.n < 2,
-                "paper": paper.t1(dataset, row, frac) - paper.t1(dataset, BASELINE, frac),
-            }
-        )
+        if not ((rows["block"] == block) & (rows["row"] == BASELINE)).any():
+            continue
+        for ref_frac in refs:
+            d = stats.paired_difference(sv, vals.get((block, BASELINE, ref_frac), {}), ci=ci)
+            mine, theirs = budgets[block, row, frac], budgets.get((block, BASELINE, ref_frac), budget(rows[:0]))
+            gains.append({
+                "block": block, "dataset": dataset_of[block], "row": row, "reference": BASELINE,
+                "labeled_fraction": ref_frac, **_comparison(d),
+                "steps": mine["steps_max"], "reference_steps": theirs["steps_max"],
+                "equal_budget": _same_budget(mine, theirs), "positive_control": row == CONTROL,
+                "paper": paper.t1(dataset_of[block], row, frac) - paper.t1(dataset_of[block], BASELINE, ref_frac),
+            })
     return summary, pd.DataFrame(gains)
+
 
 def _zeroed(g: pd.DataFrame) -> str:
     return ",".join(k for k in LAMBDAS if k in g.columns and (g[k].astype(float) == 0).all())
+
 
 def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
     """Ablation variants vs the block's plain ``cyclegan`` row, paired by seed at each fraction."""
@@ -117,9 +132,12 @@ def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
             ),
         ]
         expected = max(len(vals.get((block, lab, frac), {})) for lab in labels)
+        ref_budget = budget(both[(both["block"] == block) & (both["fraction"] == frac)
+                                 & (both["label"] == ABLATION_REFERENCE)])
         for lab in labels:
             sv = vals.get((block, lab, frac), {})
             cell = _cell_stats(sv)
+            arm = both[(both["block"] == block) & (both["fraction"] == frac) & (both["label"] == lab)]
             rec = {
                 "block": block,
                 "dataset": dataset,
@@ -128,25 +146,18 @@ def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
                 "zeroed": "" if lab == ABLATION_REFERENCE else _zeroed(g[g["arm"] == lab]),
                 **cell,
                 "incomplete": cell["n"] < expected,
+                **budget(arm),
                 "paper": paper.t2(dataset, lab, frac),
             }
             if lab != ABLATION_REFERENCE:
-                d = stats.paired_difference(sv, ref_vals, ci=ci)
-                rec |= {
-                    "n_pairs": d.n,
-                    "diff_mean": d.mean,
-                    "diff_std": d.std,
-                    "diff_ci_low": d.ci_low,
-                    "diff_ci_high": d.ci_high,
-                    "p_value": d.p_value,
-                    "ci_method": d.ci_method,
-                    "excludes_zero": d.excludes_zero,
-                    "unpaired_seeds": ",".join(map(str, d.only_a + d.only_b)),
-                    "paper_diff": paper.t2(dataset, lab, frac) - paper.t2(dataset, ABLATION_REFERENCE, frac),
-                }
-                rec["diff_incomplete"] = bool(d.only_a or d.only_b) or d.n < 2
+                d = _comparison(stats.paired_difference(sv, ref_vals, ci=ci))
+                rec |= {("diff_" + k if k in ("mean", "std", "ci_low", "ci_high", "incomplete") else k): v
+                        for k, v in d.items()}
+                rec |= {"equal_budget": _same_budget(budget(arm), ref_budget),
+                        "paper_diff": paper.t2(dataset, lab, frac) - paper.t2(dataset, ABLATION_REFERENCE, frac)}
             out.append(rec)
     return pd.DataFrame(out)
+
 
 def class_iou_table(t: pd.DataFrame, block: str, fraction: float, column: str, paper: Paper) -> pd.DataFrame:
     """Per class: NaN-aware mean IoU over seeds for each Table 1 row at ``fraction`` (+ the paper's)."""
@@ -175,10 +186,12 @@ def class_iou_table(t: pd.DataFrame, block: str, fraction: float, column: str, p
             out[f"paper {method}"] = [ref.get(n, math.nan) for n in names]
     return out
 
+
 def num(v: float, signed: bool = False) -> str:
     if not np.isfinite(v):
         return "n/a"
     return f"{v:+.4f}" if signed else f"{v:.4f}"
+
 
 def fmt_summary(mean: float, std: float, n: int, incomplete: bool) -> str:
     if n == 0:
@@ -186,11 +199,22 @@ def fmt_summary(mean: float, std: float, n: int, incomplete: bool) -> str:
     spread = f" ± {num(std)}" if np.isfinite(std) else ""
     return f"{num(mean)}{spread} (n={n}){INCOMPLETE if incomplete else ''}"
 
-def fmt_diff(mean: float, lo: float, hi: float, n: int, sig: bool, incomplete: bool) -> str:
+
+def fmt_diff(mean: float, lo: float, hi: float, n: int, sig: bool, incomplete: bool, mde: float = math.nan,
+             unequal_budget: bool = False) -> str:
     if n == 0:
         return f"— (no pairs){INCOMPLETE}"
     ci = f" [{num(lo, True)}, {num(hi, True)}]" if np.isfinite(lo) else " [no CI]"
-    return f"{num(mean, True)}{ci} (n={n}){SIGNIFICANT if sig else ''}{INCOMPLETE if incomplete else ''}"
+    flags = f"{SIGNIFICANT if sig else ''}{INCOMPLETE if incomplete else ''}{UNEQUAL if unequal_budget else ''}"
+    power = f" MDE {num(mde)}" if np.isfinite(mde) else ""
+    return f"{num(mean, True)}{ci} (n={n}){flags}{power}"
+
+
+def fmt_steps(lo: float, hi: float) -> str:
+    if not np.isfinite(lo):
+        return ""
+    return f"{int(lo):,}" if lo == hi else f"{int(lo):,}–{int(hi):,}"
+
 
 def table1_layout(summary: pd.DataFrame, gains: pd.DataFrame, block: str) -> tuple[list[str], list[list[str]]]:
     """Rows = methods then gain rows, columns = fractions (each followed by the paper's value where known)."""
@@ -217,27 +241,20 @@ def table1_layout(summary: pd.DataFrame, gains: pd.DataFrame, block: str) -> tup
                 cells.append(num(c["paper"].iloc[0]) if len(c) and np.isfinite(c["paper"].iloc[0]) else "")
         rows.append(cells)
     for row in sorted(g["row"].unique(), key=row_sort_key) if not g.empty else []:
-        cells = [f"{row} − {BASELINE}"]
+        cells = [f"{row} − {BASELINE}" + (" (positive control)" if row == CONTROL else "")]
         for f in fracs:
             c = g[(g["row"] == row) & (g["labeled_fraction"] == f)]
             if len(c):
                 r = c.iloc[0]
-                cells.append(
-                    fmt_diff(
-                        r["mean"],
-                        r["ci_low"],
-                        r["ci_high"],
-                        int(r["n_pairs"]),
-                        bool(r["excludes_zero"]),
-                        bool(r["incomplete"]),
-                    )
-                )
+                cells.append(fmt_diff(r["mean"], r["ci_low"], r["ci_high"], int(r["n_pairs"]), bool(r["excludes_zero"]),
+                                      bool(r["incomplete"]), r["mde"], not r["equal_budget"]))
             else:
                 cells.append("")
             if with_paper[f]:
                 cells.append(num(c["paper"].iloc[0], True) if len(c) and np.isfinite(c["paper"].iloc[0]) else "")
         rows.append(cells)
     return headers, rows
+
 
 def table2_layout(t2: pd.DataFrame, block: str, frac: float) -> tuple[list[str], list[list[str]]]:
     s = t2[(t2["block"] == block) & (t2["labeled_fraction"] == frac)]
@@ -252,14 +269,8 @@ def table2_layout(t2: pd.DataFrame, block: str, frac: float) -> tuple[list[str],
             fmt_summary(r["mean"], r["std"], int(r["n"]), bool(r["incomplete"])),
             ""
             if ref
-            else fmt_diff(
-                r["diff_mean"],
-                r["diff_ci_low"],
-                r["diff_ci_high"],
-                int(r["n_pairs"]),
-                bool(r["excludes_zero"]),
-                bool(r["diff_incomplete"]),
-            ),
+            else fmt_diff(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"], int(r["n_pairs"]),
+                          bool(r["excludes_zero"]), bool(r["diff_incomplete"]), r["mde"], not r["equal_budget"]),
         ]
         if has_paper:
             cells += [
@@ -268,3 +279,43 @@ def table2_layout(t2: pd.DataFrame, block: str, frac: float) -> tuple[list[str],
             ]
         rows.append(cells)
     return headers, rows
+
+
+def budget_layout(summary: pd.DataFrame, block: str) -> tuple[list[str], list[list[str]]]:
+    """Optimizer steps per trial (labeled + unlabeled images seen) for each Table 1 row and fraction."""
+    s = summary[summary["block"] == block]
+    fracs = sorted(s["labeled_fraction"].unique())
+    rows = []
+    for row in sorted(s["row"].unique(), key=row_sort_key):
+        cells = [row]
+        for f in fracs:
+            c = s[(s["row"] == row) & (s["labeled_fraction"] == f)]
+            if len(c) and np.isfinite(c["steps_min"].iloc[0]):
+                r = c.iloc[0]
+                cells.append(f"{fmt_steps(r['steps_min'], r['steps_max'])} steps "
+                             f"({int(r['labeled_images_seen']):,} L + {int(r['unlabeled_images_seen']):,} U)")
+            else:
+                cells.append("")
+        rows.append(cells)
+    return ["method", *(pct_label(f) for f in fracs)], rows
+
+
+def power_notes(gains: pd.DataFrame, block: str) -> list[str]:
+    """The block's unequal-budget comparisons, and an underpowered sweep: a positive control not detected."""
+    if gains.empty:
+        return []
+    g = gains[gains["block"] == block]
+    notes = []
+    for r in g[~g["equal_budget"]].itertuples():
+        notes.append(f"{UNEQUAL} {r.row} − {r.reference} at {pct_label(r.labeled_fraction)}: the budgets differ "
+                     f"({fmt_steps(r.steps, r.steps)} vs {fmt_steps(r.reference_steps, r.reference_steps)} steps)"
+                     + ("; expected for the positive control, which trains on every image" if r.positive_control
+                        else "; this gain mixes the method with the extra updates"))
+    for r in g[g["positive_control"] & ~g["excludes_zero"]].itertuples():
+        n_more = r.seeds_needed
+        more = (f"with this sd, {int(n_more)} seeds would detect a gain of this size" if pd.notna(n_more)
+                else "the gain is too small against the seed noise to detect with any sane n")
+        notes.append(f"UNDERPOWERED: the positive control {r.row} − {r.reference} at {pct_label(r.labeled_fraction)} "
+                     f"({num(r.mean, True)} [{num(r.ci_low, True)}, {num(r.ci_high, True)}], n={r.n_pairs}) is not "
+                     f"detected, so a smaller real gain would not be either: add seeds ({more}) or epochs")
+    return notes

@@ -198,9 +198,12 @@ def test_cyclegan_losses_match_an_independent_computation():
     ref = copy.deepcopy(m.raw_networks)
     b = make_batch()
     out = m.optimize_parameters(b)
+    valid = b.y != 255
+    assert not valid.all()  # the batch has ignored pixels, so the mask matters
     with torch.no_grad():
         y1 = one_hot(b.y, 3)
         x_fake = ref["G_SI"](y1)
+        unmasked = ((ref["D_S"](y1) - 1) ** 2).mean()
         s_u = torch.softmax(ref["G_IS"](b.x_u), 1)  # softmax probabilities, before the G step
         expected = {
             "S_gen": losses.cross_entropy(ref["G_IS"](b.x), b.y),
@@ -209,12 +212,14 @@ def test_cyclegan_losses_match_an_independent_computation():
             "I_cycle": (ref["G_SI"](s_u) - b.x_u).abs().mean(),
             "S_adv_G": ((ref["D_S"](s_u) - 1) ** 2).mean(),
             "I_adv_G": ((ref["D_I"](x_fake) - 1) ** 2).mean(),
-            # the D step sees the G step's fakes (detached), not fakes regenerated after it
-            "S_adv_D": 0.5 * (((ref["D_S"](y1) - 1) ** 2).mean() + (ref["D_S"](s_u) ** 2).mean()),
+            # the D step sees the G step's fakes (detached), not fakes regenerated after it; D_S's real
+            # term counts only labeled pixels (255 pixels are all-zero one-hot vectors, not real masks)
+            "S_adv_D": 0.5 * (((ref["D_S"](y1) - 1) ** 2)[:, 0][valid].mean() + (ref["D_S"](s_u) ** 2).mean()),
             "I_adv_D": 0.5 * (((ref["D_I"](b.x_u) - 1) ** 2).mean() + (ref["D_I"](x_fake) ** 2).mean()),
         }
     for k, v in expected.items():
         assert out[k].item() == pytest.approx(v.item(), rel=1e-5), k
+    assert 0.5 * (unmasked + (ref["D_S"](s_u) ** 2).mean()).item() != pytest.approx(out["S_adv_D"].item(), rel=1e-5)
 
 
 def test_missing_unlabeled_batch_is_an_error_when_needed():

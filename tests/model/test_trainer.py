@@ -8,15 +8,15 @@ import torch
 import tests.faults  # noqa: F401  (registers the fault_* methods)
 from cycleseg.model import checkpoint
 from cycleseg.model.checkpoint import load_trial
-from cycleseg.model.data import prepare_dataset
-from cycleseg.model.methods import METHODS
+from cycleseg.model.data import normalize_images, prepare_dataset
+from cycleseg.model.methods import METHODS, create_method
 from cycleseg.model.resolve import resolve_config
-from cycleseg.model.trainer import EpochBatches, lr_factor, run_trial
+from cycleseg.model.trainer import EpochBatches, evaluate, lr_factor, run_trial
 
 CHECKPOINT = checkpoint.FOLDER
 
 TINY = {
-    "dataset": "digits", "preset": "tiny", "digits_train": 24, "digits_val": 8,
+    "dataset": "digits", "preset": "tiny", "digits_train": 24, "digits_val": 8, "digits_test": 8,
     "image_height": 32, "image_width": 32, "epochs": 2, "labeled_fraction": 0.25, "device": "cpu",
 }
 
@@ -45,8 +45,59 @@ def test_epoch_covers_the_larger_set_and_batches_are_full():
     assert all(x.x.shape[0] == 5 and x.x_u.shape[0] == 5 for x in batches)
     assert torch.equal(batches[0].x, next(iter(b.epoch(1))).x)  # order is a function of (seed, epoch)
     assert not torch.equal(batches[0].x, next(iter(b.epoch(2))).x)
+
+
+def test_every_method_runs_the_same_steps_and_labeled_batches_cycle():
+    """Equal budgets: ceil(max(6 labeled, 18 unlabeled) / 5) = 4 steps per epoch whatever the method uses."""
+    cfg = resolve_config(TINY)
+    data = prepare_dataset(cfg)
     partial = EpochBatches(data, cfg, uses_unlabeled=False, device=torch.device("cpu"))
-    assert partial.unlabeled is None and partial.iters_per_epoch == 2  # ceil(6 / 5)
+    assert partial.unlabeled is None and partial.iters_per_epoch == 4
+    batches = list(partial.epoch(1))
+    assert len(batches) == 4 and all(x.x.shape[0] == 5 and x.x_u is None for x in batches)
+    # 20 labeled draws from 6 images: every image comes 3 or 4 times (whole passes, each reshuffled)
+    labeled = {i: img for i, img in enumerate(torch.as_tensor(data.train_images)[partial.labeled])}
+    seen = torch.cat([x.x for x in batches])
+    counts = [sum(torch.equal(s, normalize_images(img[None])[0]) for s in seen) for img in labeled.values()]
+    assert sorted(counts) == [3, 3, 3, 3, 4, 4]
+    # full: every image labeled, no unlabeled set: ceil(24 / 5) = 5
+    full = EpochBatches(data, resolve_config({**TINY, "method": "full"}), uses_unlabeled=False,
+                        device=torch.device("cpu"))
+    assert len(full.labeled) == 24 and full.iters_per_epoch == 5
+
+
+def test_budget_is_recorded_and_equal_across_methods(tmp_path):
+    hists = {m: run_trial(resolve_config({**TINY, "method": m}), workdir=tmp_path / m)
+             for m in ("partial", "cyclegan", "hung")}
+    for m, hist in hists.items():
+        # 4 steps per epoch (see above), 5 labeled images per step, 5 unlabeled for the methods that use them
+        assert [h["steps"] for h in hist] == [4, 8], m
+        assert [h["labeled_images_seen"] for h in hist] == [20, 40], m
+        assert [h["unlabeled_images_seen"] for h in hist] == ([0, 0] if m == "partial" else [20, 40]), m
+
+
+def test_evaluation_runs_every_network_in_eval_mode_and_restores_it(tmp_path):
+    cfg = resolve_config({**TINY, "method": "cyclegan"})
+    data = prepare_dataset(cfg)
+    method = create_method(cfg, data.info, torch.device("cpu"), total_iters=1)
+    modes = []
+    method.raw_networks["G_IS"].register_forward_hook(lambda m, i, o: modes.append(m.training))
+    cm = evaluate(method, data.val_images, data.val_masks, batch_size=3)
+    assert modes == [False, False, False]  # 8 val images in batches of 3
+    assert int(cm.mat.sum()) == 8 * 32 * 32 - int((torch.as_tensor(data.val_masks) == 255).sum())
+    assert all(net.training for net in method.raw_networks.values())
+
+
+def test_val_and_test_are_evaluated_every_epoch(tmp_path):
+    hist = run_trial(resolve_config({**TINY, "epochs": 1}), workdir=tmp_path)
+    cfg = resolve_config(TINY)
+    data = prepare_dataset(cfg)
+    _, method = load_trial(tmp_path / CHECKPOINT)
+    for split in ("val", "test"):
+        cm = evaluate(method, *data.split(split), cfg.eval_batch_size)
+        assert hist[0][f"{split}_miou"] == pytest.approx(cm.miou())
+        assert hist[0][f"{split}_class_iou"] == pytest.approx(cm.class_iou(), nan_ok=True)
+    assert hist[0]["val_miou"] != hist[0]["test_miou"]  # two different splits
 
 
 def test_run_reports_every_epoch_with_all_terms(tmp_path):

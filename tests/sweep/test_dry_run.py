@@ -1,10 +1,12 @@
 """``--dry-run``: the expanded trials as a table and the compute they need; nothing runs."""
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from cycleseg.cli import main
-from cycleseg.model.flops import generator_forward_flops
+from cycleseg.model.flops import step_flops
+from cycleseg.model.resolve import resolve_config
 from tests.sweep.test_space import TINY_BASE, write
 
 
@@ -21,17 +23,20 @@ def test_dry_run_counts_and_runs_nothing(tmp_path):
     r = _sweep("table1", "--set", "dataset=acdc", "--dry-run", "--storage", tmp_path)
     assert r.exit_code == 0, r.output
     assert "39 trials (3 seed(s) × 13 configurations" in r.output
-    assert "G_IS forward" in r.output and "GFLOP per image" in r.output
+    assert "per optimizer step: cyclegan " in r.output and "unknown until their on-disk dataset" in r.output
     assert len([ln for ln in r.output.splitlines() if ln.strip().split(" ")[0].isdigit()]) == 39
     assert list(tmp_path.iterdir()) == []  # nothing written, Ray never started
     r = _sweep("lambdas", "--dry-run")
     assert r.exit_code == 0 and "80 trials = 4 grid cell(s) × 20 tpe samples" in r.output
 
 
-def test_dry_run_compute_is_flops_times_images_times_epochs(tmp_path):
+def test_dry_run_budget_is_steps_and_compute_is_step_flops_times_steps(tmp_path):
     p = write(tmp_path, TINY_BASE + "grid:\n  method: [partial, cyclegan]\n")
     r = _sweep(p, "--dry-run")
     assert r.exit_code == 0, r.output
-    flops = generator_forward_flops(3, 11, 8, 2, 32, 32)  # tiny preset, digits 3→11 classes at 32×32
-    expected = 2 * flops * 24 * 2 / 1e12  # 2 trials × 24 images × 2 epochs
-    assert f"{expected:.3g} TFLOP" in r.output and "4 trial-epochs" in r.output
+    # 24 scenes at 20 %: 5 labeled, 19 unlabeled → ceil(19 / 5) = 4 steps per epoch × 2 epochs, for both methods
+    rows = [ln.split() for ln in r.output.splitlines() if ln.strip()[:1].isdigit()]
+    assert [(row[-4], row[-2]) for row in rows] == [("cyclegan", "8"), ("partial", "8")]  # costliest first
+    cfg = {**yaml.safe_load(TINY_BASE)["base"], "device": "cpu"}
+    flops = sum(step_flops(resolve_config({**cfg, "method": m})) for m in ("partial", "cyclegan"))
+    assert "16 optimizer steps in all" in r.output and f"compute: {flops * 8 / 1e9:.3g} GFLOP" in r.output

@@ -10,9 +10,10 @@ from cycleseg.model.resolve import load_config_file, resolve_config
 from cycleseg.sweep import results as res
 from cycleseg.sweep.export import rank_configs
 from cycleseg.sweep.space import load_space
+from tests.records import epoch_record
 
 BASE = {"dataset": "digits", "preset": "tiny", "epochs": 2, "image_height": 32, "image_width": 32,
-        "digits_train": 24, "digits_val": 8, "device": "cpu"}
+        "digits_train": 24, "digits_val": 8, "digits_test": 8, "device": "cpu"}
 VERSIONS = {"cycleseg_version": None, "torch_version": "2", "ray_version": "2.60.0", "git_commit": None}
 
 
@@ -23,9 +24,8 @@ def _cache(tmp_path, monkeypatch):
 
 def add_trial(sweep_dir, tid, scores, *, status_error=None, diverged=False, **fields):
     cfg = resolve_config({**BASE, **fields})
-    hist = [{"epoch": e, "val_miou": s, "val_pixel_acc": 0.9, "val_class_iou": [s] * 11, "lr": 1e-3,
-             "epoch_seconds": 1.0, "diverged": diverged and e == len(scores), "loss_S_gen": 1.0}
-            for e, s in enumerate(scores, 1)]
+    # test = 1 − val (tests/records.py): a choice that read test would pick the opposite winner
+    hist = [epoch_record(e, s, diverged=diverged and e == len(scores)) for e, s in enumerate(scores, 1)]
     row = res.trial_row(sweep="toy", trial_id=tid, cfg=cfg, variant=None, history=hist, error=status_error,
                         wall_seconds=5.0, gpus=0.0, checkpoint_path=None, versions=VERSIONS)
     res.write_trial(sweep_dir, row, hist)
@@ -117,6 +117,8 @@ def test_exported_yaml_runs_with_debug_and_as_a_sweep_base(sweep_dir, tmp_path):
     [
         (["--metric", "val_mIoU"], "unknown metric 'val_mIoU'"),
         (["--metric", "method"], "unknown metric 'method'"),
+        (["--metric", "test_miou"], "'test_miou' is a test metric"),
+        (["--metric", "final_test_miou"], "'final_test_miou' is a test metric"),
         (["--where", "labeled_fraction == 0.9"], "matches no completed trial"),
         (["--where", "labeled_fraction =="], "is not a valid pandas query"),
         (["--where", "no_such_column > 1"], "is not a valid pandas query"),

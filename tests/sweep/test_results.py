@@ -13,22 +13,14 @@ from cycleseg.model.data import dataset_info
 from cycleseg.model.errors import UserError
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import results as res
+from tests.records import epoch_record
 
 CFG = resolve_config({"dataset": "digits", "preset": "tiny", "epochs": 3, "image_height": 32, "image_width": 32})
 VERSIONS = {"cycleseg_version": "0.1.0", "torch_version": "2", "ray_version": "2.60.0", "git_commit": None}
 
 
 def epoch(e, miou, *, diverged=False, losses=None):
-    return {
-        "epoch": e,
-        "val_miou": miou,
-        "val_pixel_acc": 0.5 + e / 100,
-        "val_class_iou": [miou] * 11,
-        "lr": 2e-4 / e,
-        "epoch_seconds": 1.5,
-        "diverged": diverged,
-        **{f"loss_{k}": v for k, v in (losses or {"S_gen": 1.0 / e, "G_total": 2.0 / e}).items()},
-    }
+    return epoch_record(e, miou, diverged=diverged, losses=losses, unlabeled=False)
 
 
 def row(history, *, error=None, trial_id="t0", cfg=CFG, wall=10.0, gpus=0.5):
@@ -43,16 +35,28 @@ def test_every_config_field_is_a_typed_column():
                 "seed": pa.int64(), "image_height": pa.int64(), "lambda_2": pa.float64(), "preset": pa.string(),
                 "ngf": pa.int64(), "epochs": pa.int64(), "amp": pa.bool_(), "device": pa.string()}
     assert {k: cols[k] for k in expected} == expected
-    assert res.TRIALS_SCHEMA.field("best_class_iou").type == pa.list_(pa.float64())
+    for split in ("val", "test"):
+        assert res.TRIALS_SCHEMA.field(f"{split}_class_iou").type == pa.list_(pa.float64())
+    assert {k: cols[k] for k in ("selected_epoch", "steps", "labeled_images_seen")} == {
+        "selected_epoch": pa.int64(), "steps": pa.int64(), "labeled_images_seen": pa.int64()}
     assert res.TRIALS_SCHEMA.field("class_names").type == pa.list_(pa.string())
 
 
-def test_row_takes_best_and_final_epochs_from_the_history():
-    r = row([epoch(1, 0.2), epoch(2, 0.6), epoch(3, 0.4)])
+def test_row_reports_the_epoch_chosen_on_val_with_its_test_metrics():
+    # val 0.2, 0.6, 0.4; test = 1 − val (tests/records.py): 0.8, 0.4, 0.6
+    hist = [epoch(1, 0.2), epoch(2, 0.6), epoch(3, 0.4)]
+    r = row(hist)
     assert r["status"] == "completed" and r["epochs_run"] == 3
+    # select=best_val (the default): epoch 2, the best val, whatever test says (test's best is epoch 1)
+    assert (r["selected_epoch"], r["val_miou"], r["test_miou"]) == (2, 0.6, pytest.approx(0.4))
+    assert r["test_class_iou"] == [pytest.approx(0.4)] * 11 and r["val_class_iou"] == [0.6] * 11
+    assert r["test_pixel_acc"] == pytest.approx(0.42)
     assert (r["best_val_miou"], r["best_epoch"], r["final_val_miou"]) == (0.6, 2, 0.4)
-    assert r["best_class_iou"] == [0.6] * 11 and r["final_class_iou"] == [0.4] * 11
-    assert r["final_pixel_acc"] == pytest.approx(0.53)
+    assert r["final_test_miou"] == pytest.approx(0.6)
+    # the budget of the last epoch: 3 × 10 steps of 5 labeled images, no unlabeled ones
+    assert (r["steps"], r["labeled_images_seen"], r["unlabeled_images_seen"]) == (30, 150, 0)
+    final = row(hist, cfg=resolve_config({**CFG.to_dict(), "select": "final"}))
+    assert (final["selected_epoch"], final["val_miou"], final["test_miou"]) == (3, 0.4, pytest.approx(0.6))
     assert r["gpu_seconds"] == 5.0  # 10 s × 0.5 GPU
     assert r["config_hash"] == CFG.hash() and r["group_hash"] == CFG.hash(exclude=("seed",))
     assert json.loads(r["config_json"]) == CFG.to_dict() and r["lambda_2"] == CFG.lambda_2
@@ -63,10 +67,12 @@ def test_status_of_each_ending():
     assert row([epoch(1, 0.2), epoch(2, 0.3)])["status"] == "early_stopped"  # 2 of 3 epochs
     diverged = row([epoch(1, 0.2), epoch(2, float("nan"), diverged=True)])
     assert diverged["status"] == "diverged" and diverged["best_val_miou"] == 0.2  # NaN never "best"
+    assert diverged["selected_epoch"] == 1
     failed = row([epoch(1, 0.2)], error="RuntimeError: boom")
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: boom"
     empty = row([], error="OOM")
     assert empty["epochs_run"] == 0 and empty["best_val_miou"] is None and empty["status"] == "failed"
+    assert empty["selected_epoch"] is None and empty["test_miou"] is None and empty["steps"] == 0
 
 
 def test_files_read_as_datasets_with_pandas_and_duckdb(tmp_path):

@@ -38,6 +38,7 @@ base:
   image_width: 32
   digits_train: 40
   digits_val: 10
+  digits_test: 10
   epochs: 2
 """
 
@@ -126,7 +127,16 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
     mine = ep[ep["trial_id"] == ok.trial_id].sort_values("epoch")
     assert list(mine["epoch"]) == [1, 2]
     assert ok.best_val_miou == mine["val_miou"].max() and ok.final_val_miou == mine["val_miou"].iloc[-1]
-    assert len(ok.best_class_iou) == len(ok.class_names) == 11
+    # the reported epoch is chosen on val; its test metrics come from the epochs file (the checkpoint's history)
+    chosen = mine.loc[mine["val_miou"].idxmax()]
+    assert ok.selected_epoch == chosen["epoch"] and ok.test_miou == chosen["test_miou"]
+    assert len(ok.test_class_iou) == len(ok.val_class_iou) == len(ok.class_names) == 11
+    assert (ok.steps, ok.labeled_images_seen, ok.unlabeled_images_seen) == (14, 70, 70)  # 2 × ceil(max(8, 32) / 5)
+    assert list(mine["steps"]) == [7, 14]
+    # choose on val: nothing a scheduler or searcher sees (Tune's results) holds a test metric
+    for tid in df["trial_id"]:
+        seen = results_json(sweep_dir, tid) if (Path(sweep_dir) / tid / "result.json").is_file() else []
+        assert not [k for r in seen for k in r if k.startswith("test_")], tid
     assert ok.gpu_seconds == pytest.approx(ok.wall_seconds * 0.25) and ok.wall_seconds > 0
     assert (Path(ok.checkpoint_path) / "state.pt").is_file() and ok.ray_version == ray.__version__
     assert mine[["loss_S_gen", "loss_I_cycle", "loss_D_total"]].notna().all().all()
@@ -210,7 +220,8 @@ def _kill_leftovers(started):
 
 @pytest.mark.timeout(400)
 def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_path):
-    # three trials one at a time; the middle one is long, and the driver dies during it
+    # three trials two at a time, the longest first (the plan's order): the 25-epoch trial is still
+    # running when the 3-epoch one has finished, and the driver dies then
     p = space(tmp_path, """
     grid:
       epochs: [2, 25, 3]
@@ -218,7 +229,7 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     storage = tmp_path / "runs"
     sweep_dir = storage / "killed"
     cmd = [str(Path(sys.executable).parent / "cycleseg"), "sweep", str(p), "--storage", str(storage),
-           "--name", "killed", "--max-concurrent", "1", "--gpus-per-worker", "0"]
+           "--name", "killed", "--max-concurrent", "2", "--gpus-per-worker", "0"]
     env = {**os.environ, "CYCLESEG_CACHE": str(cache)}
     env.pop("RAY_ADDRESS", None)
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -235,10 +246,9 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
             assert driver.poll() is None, "the sweep ended before it could be interrupted"
             time.sleep(0.2)
         else:
-            pytest.fail("the second trial never reached its first checkpoint")
+            pytest.fail("no trial finished while another had a checkpoint")
         first = done[0]
         first_bytes = first.read_bytes()
-        interrupted = running[0].name
         driver.send_signal(signal.SIGKILL)
     finally:
         driver.kill()
@@ -255,8 +265,9 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     ep = pd.read_parquet(sweep_dir / "epochs")
     for r in df.itertuples():
         assert sorted(ep[ep["trial_id"] == r.trial_id]["epoch"]) == list(range(1, r.epochs + 1))
-    # the interrupted trial went on from its checkpoint: after the restart its first report is past epoch 1
-    after = [x["epoch"] for x in results_json(sweep_dir, interrupted) if x["resumed"]]
+    # the long trial, interrupted, went on from its checkpoint: after the restart its first report is past epoch 1
+    long = df.set_index("epochs").loc[25, "trial_id"]
+    after = [x["epoch"] for x in results_json(sweep_dir, long) if x["resumed"]]
     assert after and after[0] > 1 and after[-1] == 25
 
 

@@ -36,13 +36,13 @@ def test_cell_searcher_replicates_each_suggestion_over_seeds_and_tells_optuna_th
     assert cfgs[0]["lambda_2"] == cfgs[1]["lambda_2"] == 0.05 and cfgs[2]["lambda_2"] == 0.05
     assert cfgs[4]["lambda_2"] == cfgs[5]["lambda_2"] != 0.05 and 0.005 <= cfgs[4]["lambda_2"] <= 0.5
     assert all(resolve_config(c).lambda_2 == c["lambda_2"] for c in cfgs)
-    # objective = the metric at each seed's best epoch, averaged over seeds; told once both ended
-    for v in (0.2, 0.6, 0.4):
-        s.on_trial_result("t0", {"val_miou": v})
-    s.on_trial_complete("t0", {"val_miou": 0.4})
+    # objective = the metric at each seed's selected epoch (best val), averaged over seeds; told once both ended
+    for e, v in enumerate((0.2, 0.6, 0.4), 1):
+        s.on_trial_result("t0", {"epoch": e, "val_miou": v})
+    s.on_trial_complete("t0", {"epoch": 3, "val_miou": 0.4})
     study = s.inner[0]._ot_study
     assert [t.value for t in study.trials if t.value is not None] == []
-    s.on_trial_complete("t1", {"val_miou": 0.3})
+    s.on_trial_complete("t1", {"epoch": 1, "val_miou": 0.3})
     assert [t.value for t in study.trials if t.value is not None] == [pytest.approx(0.45)]
     # a seed that failed counts as missing; both failed: the suggestion is failed for Optuna
     s.on_trial_complete("t2", error=True)

@@ -17,6 +17,7 @@ base:
   image_width: 32
   digits_train: 24
   digits_val: 8
+  digits_test: 8
   epochs: 2
 """
 
@@ -37,14 +38,21 @@ def tiny(extra=""):
     return TINY_BASE + textwrap.dedent(extra)
 
 
-def test_demo_is_two_methods_by_two_fractions_by_two_seeds():
+def test_demo_is_three_methods_at_20_percent_by_three_seeds():
     specs = load_space("demo").expand()
-    assert len(specs) == 8
     combos = {(s.cfg.method, s.cfg.labeled_fraction, s.cfg.seed) for s in specs}
-    assert combos == {(m, f, s) for m in ("partial", "cyclegan") for f in (0.1, 0.2) for s in (0, 1)}
+    # full, the positive control, records the labeled fraction it trains on: 1.0
+    assert combos == {(m, f, s) for m, f in (("cyclegan", 0.2), ("partial", 0.2), ("full", 1.0)) for s in (0, 1, 2)}
     assert all(s.cfg.dataset == "digits" and s.cfg.preset == "tiny" and s.cfg.ngf == 8 for s in specs)
     # seeds outermost: the first pass covers every configuration once
-    assert [s.cfg.seed for s in specs] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert [s.cfg.seed for s in specs] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_digits_table1_is_four_methods_by_two_fractions_by_three_seeds():
+    specs = load_space("digits-table1").expand()
+    assert len(specs) == 3 * (1 + 3 * 2)  # full once per seed
+    assert {(s.cfg.method, s.cfg.labeled_fraction) for s in specs} == {
+        ("full", 1.0), *((m, f) for m in ("partial", "hung", "cyclegan") for f in (0.1, 0.2))}
 
 
 def test_table1_runs_full_once_per_seed_and_takes_the_dataset_from_set():
@@ -132,7 +140,7 @@ def test_search_bounds_and_points_are_validated_as_configs(tmp_path):
 
 
 def test_unknown_space_lists_the_shipped_ones():
-    with pytest.raises(UserError, match="ablation, demo, lambdas, table1"):
+    with pytest.raises(UserError, match="ablation, demo, digits-table1, lambdas, table1"):
         resolve_space_path("no_such_space")
 
 

@@ -85,3 +85,30 @@ def test_nanmean_rows_ignores_missing_classes():
     # class 0: (0.5 + 0.7) / 2 = 0.6; class 1 absent everywhere → NaN; class 2: only 0.2
     assert means[0] == pytest.approx(0.6) and math.isnan(means[1]) and means[2] == pytest.approx(0.2)
     assert counts.tolist() == [2, 0, 1]
+
+
+def test_power_of_the_paired_t_test_matches_the_tabulated_value():
+    # G*Power, paired (one-sample) t, two-sided α = 0.05, d_z = 1, n = 10: power 0.8030962
+    assert stats.paired_power(1.0, 1.0, 10) == pytest.approx(0.8030962, abs=1e-6)
+    assert stats.paired_power(0.0, 1.0, 10) == pytest.approx(0.05, abs=1e-9)  # no effect: the test's level
+
+
+@pytest.mark.parametrize(("n", "sd"), [(3, 0.01), (10, 1.0)])
+def test_min_detectable_effect_is_detected_80_percent_of_the_time(n, sd):
+    """Checked by simulation, not by the formula it comes from: 200,000 paired t tests at the MDE."""
+    mde = stats.min_detectable_effect(sd, n)
+    d = np.random.default_rng(0).normal(mde, sd, (200_000, n))
+    t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(n))
+    assert (np.abs(t) > stats.t_quantile(0.95, n - 1)).mean() == pytest.approx(0.8, abs=0.004)
+    # the normal approximation (z₀.₉₇₅ + z₀.₈) · sd / √n = 2.8016 · sd / √n is too small for few pairs
+    assert mde > 2.8016 * sd / math.sqrt(n)
+
+
+def test_min_detectable_effect_edges_and_seeds_needed():
+    assert math.isnan(stats.min_detectable_effect(0.01, 1)) and math.isnan(stats.min_detectable_effect(math.nan, 3))
+    assert stats.min_detectable_effect(0.0, 3) == 0.0
+    # a gain of 0.02 with pair sd 0.0173205: 3 seeds detect only 0.0565; n = 9 is the first whose MDE ≤ 0.02
+    sd = 0.0173205
+    assert stats.min_detectable_effect(sd, 3) == pytest.approx(0.0565, abs=1e-4)
+    assert stats.min_detectable_effect(sd, 9) <= 0.02 < stats.min_detectable_effect(sd, 8)
+    assert stats.seeds_needed(0.02, sd) == 9 and stats.seeds_needed(0.0, sd) is None

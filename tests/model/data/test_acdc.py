@@ -33,7 +33,7 @@ def patient_of(mask: np.ndarray) -> int:
 
 def _acdc(tmp_path):
     root = tmp_path / "acdc"
-    write_acdc(root, 2)
+    write_acdc(root, 3)
     return root, lambda: prepare_dataset(
         cfg_for(tmp_path, dataset="acdc", data_root=str(root), image_height=AC_X, image_width=AC_Y)
     )
@@ -46,13 +46,15 @@ def test_acdc_loads_ed_es_slices_split_by_patient(tmp_path):
     data = prepare_dataset(cfg)
     assert data.info.num_classes == 4 and data.info.in_channels == 1
     assert data.info.class_names == ("background", "RV cavity", "myocardium", "LV cavity")
-    # 6 train / 2 val patients, 2 frames (ED, ES; not the 4d file) x 3 slices each
-    assert data.train_images.shape == (36, 1, AC_X, AC_Y) and data.val_masks.shape == (12, AC_X, AC_Y)
-    train_p = [patient_of(m) for m in data.train_masks]
-    val_p = [patient_of(m) for m in data.val_masks]
-    assert not set(train_p) & set(val_p)
-    assert sorted(set(train_p) | set(val_p)) == list(range(8))
-    assert len(set(train_p)) == 6 and len(set(val_p)) == 2
+    # 8 patients: 2 test (25 %), 1 val (10 % of the other 6, at least 1), 5 train;
+    # 2 frames (ED, ES; not the 4d file) x 3 slices each
+    assert data.train_images.shape == (30, 1, AC_X, AC_Y) and data.val_masks.shape == (6, AC_X, AC_Y)
+    assert data.test_masks.shape == (12, AC_X, AC_Y)
+    train_p, val_p, test_p = ([patient_of(m) for m in masks] for masks in
+                              (data.train_masks, data.val_masks, data.test_masks))
+    assert not set(train_p) & set(val_p) and not set(train_p) & set(test_p) and not set(val_p) & set(test_p)
+    assert sorted(set(train_p) | set(val_p) | set(test_p)) == list(range(8))
+    assert (len(set(train_p)), len(set(val_p)), len(set(test_p))) == (5, 1, 2)
     assert all(train_p.count(p) == 6 for p in set(train_p))
     # slice order inside a patient: ED slices 0..2 then ES; rows = the volume's first axis
     first = train_p[0]
@@ -68,9 +70,10 @@ def test_acdc_loads_ed_es_slices_split_by_patient(tmp_path):
 
 def test_acdc_default_size(tmp_path):
     root = tmp_path / "acdc"
-    write_acdc(root, 2)
+    write_acdc(root, 3)
     data = prepare_dataset(cfg_for(tmp_path, dataset="acdc", data_root=str(root)))
     assert data.train_images.shape == (6, 1, 128, 128) and data.val_masks.shape == (6, 128, 128)
+    assert data.test_images.shape == (6, 1, 128, 128)
     assert set(np.unique(data.train_masks).tolist()) == {0, 1, 2, 3}
 
 

@@ -79,8 +79,11 @@ def test_cache_key_of_on_disk_datasets(tmp_path, monkeypatch):
     absolute = cfg_for(tmp_path, dataset="voc", data_root=str(tmp_path / "voc"))
     key = ds.cache_key(absolute)
     assert ds.cache_key(cfg_for(tmp_path, dataset="voc", data_root="voc")) == key  # resolved path
-    assert ds.cache_key(cfg_for(tmp_path, dataset="voc", data_root=str(tmp_path / "voc"), split_seed=3)) == key
+    assert ds.cache_key(cfg_for(tmp_path, dataset="voc", data_root=str(tmp_path / "voc"), seed=3)) == key
     assert ds.cache_key(cfg_for(tmp_path, dataset="voc", data_root=str(tmp_path / "voc2"))) != key
+    # the held-out val split changes the arrays
+    assert ds.cache_key(cfg_for(tmp_path, dataset="voc", data_root=str(tmp_path / "voc"), split_seed=3)) != key
+    assert ds.cache_key(cfg_for(tmp_path, dataset="voc", data_root=str(tmp_path / "voc"), val_fraction=0.2)) != key
     acdc = cfg_for(tmp_path, dataset="acdc", data_root="voc")
     assert ds.cache_key(acdc) != ds.cache_key(cfg_for(tmp_path, dataset="acdc", data_root="voc", split_seed=1))
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from cycleseg.model.data import clear_memo, prepare_dataset
+from cycleseg.model.data.splits import hold_out
 from tests.model.data.trees import CS_H, CS_W, cfg_for, cs_label_ids, raises_user_error, write_cityscapes
 
 
@@ -46,24 +47,28 @@ def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
     cfg = cfg_for(tmp_path, dataset="cityscapes", data_root=str(root), image_height=CS_H, image_width=CS_W)
     data = prepare_dataset(cfg)
     assert data.info.num_classes == 19 and data.info.class_names[13] == "car"
-    assert data.train_images.shape == (2, 3, CS_H, CS_W) and data.val_masks.shape == (1, CS_H, CS_W)
+    # test: the shipped val split; the shipped train split (2 files) gives train 1 and val 1
+    assert data.train_images.shape == (1, 3, CS_H, CS_W) and data.val_masks.shape == (1, CS_H, CS_W)
+    assert data.test_masks.shape == (1, CS_H, CS_W)
     m = data.train_masks[0]
     assert m[0, :34].tolist() == EXPECTED_TRAIN_IDS
     assert m[0, 34] == 255  # raw 255 stays ignore
     assert m[16, 30] == 13  # car
     assert m[5, 5] == 255  # labelId 0 (unlabeled) -> ignore
-    # files are read sorted (aachen, bochum) and each mask belongs to its image
-    assert data.train_masks[0][30, 0] == 11 and data.train_masks[1][30, 1] == 11 and data.val_masks[0][30, 2] == 11
+    # files are read sorted (aachen k=0, bochum k=1) and each mask belongs to its image
+    tr, va = hold_out(2, 0.1, 0)
+    assert data.train_masks[0][30, tr[0]] == 11 and data.val_masks[0][30, va[0]] == 11
+    assert data.test_masks[0][30, 2] == 11
     png = np.asarray(Image.open(root / "leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png"))
-    assert np.array_equal(data.val_images[0], png.transpose(2, 0, 1))
+    assert np.array_equal(data.test_images[0], png.transpose(2, 0, 1))
 
 
 def test_cityscapes_default_size(tmp_path):
     root = tmp_path / "cs"
     write_cityscapes(root)
     data = prepare_dataset(cfg_for(tmp_path, dataset="cityscapes", data_root=str(root)))
-    assert data.train_images.shape == (2, 3, 128, 256) and data.train_masks.shape == (2, 128, 256)
-    assert data.train_masks[0][64, 128] == 13  # the car block (rows 8..24, cols 16..48) scaled 4x
+    assert data.train_images.shape == (1, 3, 128, 256) and data.test_masks.shape == (1, 128, 256)
+    assert data.test_masks[0][64, 128] == 13  # the car block (rows 8..24, cols 16..48) scaled 4x
     assert set(np.unique(data.train_masks).tolist()) <= set(range(19)) | {255}
 
 

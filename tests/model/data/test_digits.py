@@ -18,13 +18,14 @@ def _fresh_memo():
 
 
 def test_digits_shapes_and_classes(tmp_path):
-    data = prepare_dataset(cfg_for(tmp_path, digits_train=12, digits_val=5))
+    data = prepare_dataset(cfg_for(tmp_path, digits_train=12, digits_val=5, digits_test=7))
     assert data.info.num_classes == 11 and data.info.in_channels == 3
     assert data.info.class_names == ("background", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
     assert data.train_images.shape == (12, 3, 64, 64) and data.train_images.dtype == np.uint8
     assert data.train_masks.shape == (12, 64, 64) and data.train_masks.dtype == np.uint8
     assert data.val_images.shape == (5, 3, 64, 64) and data.val_masks.shape == (5, 64, 64)
-    values = set(np.unique(np.concatenate([data.train_masks, data.val_masks])).tolist())
+    assert data.test_images.shape == (7, 3, 64, 64) and data.test_masks.shape == (7, 64, 64)
+    values = set(np.unique(np.concatenate([data.train_masks, data.val_masks, data.test_masks])).tolist())
     assert values <= set(range(11)) | {255}
     assert len(values - {0, 255}) >= 3  # several digit classes occur
 
@@ -39,21 +40,21 @@ def test_digits_are_deterministic_in_split_seed(tmp_path):
     a = prepare_dataset(cfg_for(tmp_path, digits_train=6, digits_val=3, cache_dir=str(tmp_path / "a")))
     clear_memo()
     b = prepare_dataset(cfg_for(tmp_path, digits_train=6, digits_val=3, cache_dir=str(tmp_path / "b")))
-    for k in ("train_images", "train_masks", "val_images", "val_masks"):
+    for k in ("train_images", "train_masks", "val_images", "val_masks", "test_images", "test_masks"):
         assert np.array_equal(getattr(a, k), getattr(b, k))
     c = prepare_dataset(cfg_for(tmp_path, digits_train=6, digits_val=3, split_seed=1))
     assert not np.array_equal(a.train_images, c.train_images)
-    # train and val scenes come from separate streams: more val scenes leave train unchanged
+    # each split's scenes come from their own stream: more val scenes leave train and test unchanged
     d = prepare_dataset(cfg_for(tmp_path, digits_train=6, digits_val=7))
     assert np.array_equal(a.train_images, d.train_images) and np.array_equal(a.train_masks, d.train_masks)
-    assert np.array_equal(a.val_images, d.val_images[:3])
+    assert np.array_equal(a.val_images, d.val_images[:3]) and np.array_equal(a.test_images, d.test_images)
 
 
 def test_digit_pools_are_disjoint_and_cover_all_samples():
-    train, val = digit_pools(1797, np.random.default_rng(0))
-    assert len(val) == 449 and len(train) == 1348
-    assert not set(train.tolist()) & set(val.tolist())
-    assert sorted([*train.tolist(), *val.tolist()]) == list(range(1797))
+    train, val, test = digit_pools(1797, np.random.default_rng(0))
+    assert (len(train), len(val), len(test)) == (1079, 359, 359)  # 20 % of 1797 = 359.4 → 359 for val and test
+    assert not set(train.tolist()) & set(val.tolist()) and not set(test.tolist()) & (set(train) | set(val))
+    assert sorted([*train.tolist(), *val.tolist(), *test.tolist()]) == list(range(1797))
 
 
 def test_digit_masks_match_the_placed_digits():
@@ -68,7 +69,7 @@ def test_digit_masks_match_the_placed_digits():
         outside = np.ones(mask.shape, bool)
         for b in boxes:
             assert b.label == digits.target[b.sample]
-            assert 16 <= b.size <= 32  # scaled 2-4x from 8 px
+            assert b.size in (24, 32)  # 8 px scaled 3x or 4x
             box = mask[b.top : b.top + b.size, b.left : b.left + b.size]
             assert set(np.unique(box).tolist()) <= {0, b.label + 1, 255}
             ink = box == b.label + 1

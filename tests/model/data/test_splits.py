@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cycleseg.model.data import clear_memo, labeled_indices
-from cycleseg.model.data.splits import split_patients
+from cycleseg.model.data.splits import hold_out, split_patients
 from tests.model.data.trees import raises_user_error
 
 
@@ -17,19 +17,35 @@ def _fresh_memo():
     clear_memo()
 
 
-@pytest.mark.parametrize(("n", "n_train", "n_val"), [(100, 75, 25), (8, 6, 2), (5, 4, 1), (3, 2, 1), (2, 1, 1)])
-def test_split_patients_ratio(n, n_train, n_val):
+# test = round(25 % of n) (at least 1, leaving 2); val = round(val_fraction of the rest) (at least 1)
+@pytest.mark.parametrize(("n", "val_fraction", "sizes"), [
+    (100, 0.1, (67, 8, 25)),  # 25 test; 10 % of 75 = 7.5 → 8 val
+    (100, 0.2, (60, 15, 25)),
+    (8, 0.1, (5, 1, 2)),
+    (5, 0.1, (3, 1, 1)),  # 1.25 → 1 test
+    (3, 0.5, (1, 1, 1)),
+])
+def test_split_patients_train_val_test(n, val_fraction, sizes):
     names = [f"patient{i:03d}" for i in range(n)]
-    train, val = split_patients(names, seed=0)
-    assert (len(train), len(val)) == (n_train, n_val)
-    assert not set(train) & set(val) and sorted(train + val) == names
+    train, val, test = split_patients(names, 0, val_fraction)
+    assert (len(train), len(val), len(test)) == sizes
+    assert sorted(train + val + test) == names and len(set(train + val + test)) == n
 
 
 def test_split_patients_depends_on_seed_only():
     names = [f"patient{i:03d}" for i in range(100)]
-    assert split_patients(names, 0) == split_patients(list(reversed(names)), 0)  # not on listing order
-    assert split_patients(names, 0)[1] != split_patients(names, 1)[1]
-    raises_user_error(lambda: split_patients(names[:1], 0), "at least 2 patients")
+    assert split_patients(names, 0, 0.1) == split_patients(list(reversed(names)), 0, 0.1)  # not on listing order
+    assert split_patients(names, 0, 0.1)[2] != split_patients(names, 1, 0.1)[2]
+    raises_user_error(lambda: split_patients(names[:2], 0, 0.1), "at least 3 patients")
+
+
+def test_hold_out_draws_the_val_split_from_train():
+    train, val = hold_out(1000, 0.1, seed=0)
+    assert (len(train), len(val)) == (900, 100) and not set(train) & set(val)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(1000))
+    assert np.array_equal(hold_out(1000, 0.1, 0)[1], val) and not np.array_equal(hold_out(1000, 0.1, 1)[1], val)
+    assert [len(x) for x in hold_out(3, 0.01, 0)] == [2, 1]  # at least one on each side
+    raises_user_error(lambda: hold_out(1, 0.1, 0), "at least 2")
 
 
 def test_labeled_indices_are_nested_with_exact_counts():

@@ -5,17 +5,20 @@ Every number the tests check is computed by hand in their comments (std with ddo
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from cycleseg.model.config import TrialConfig
+from cycleseg.model.data import dataset_info
 from cycleseg.model.records import epoch_table
 from cycleseg.sweep import results as res
+from tests.records import STEPS_PER_EPOCH, epoch_record
 
 T975_DF2 = 4.302653
+VAL_OFFSET = 0.1  # val mIoU = test mIoU + this at every trial's chosen epoch
+VERSIONS = {"cycleseg_version": "0.1.0", "torch_version": "2.13.0", "ray_version": "2.60.0", "git_commit": "abc"}
 VOC_NAMES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
@@ -26,33 +29,37 @@ LOSSES = {
     "cyclegan": ["S_gen", "I_gen", "S_cycle", "I_cycle", "S_adv_G", "I_adv_G", "G_total", "S_adv_D", "I_adv_D",
                  "D_total"],
 }
-def write_trial(sweep_dir: Path, trial_id: str, *, method: str, fraction: float, seed: int, value: float,
+def write_trial(sweep_dir: Path, trial_id: str, *, method: str, fraction: float, seed: int, value: float | None,
                 status: str = "completed", variant: str | None = None, class_iou: list | None = None,
-                class_names: list | None = None, checkpoint_path: str | None = None, error: str | None = None,
-                epochs: int = 2, **cfg_fields) -> None:
-    """One trials/<id>.parquet row and its epochs/<id>.parquet rows, as sweep/results.py writes them."""
+                checkpoint_path: str | None = None, error: str | None = None, epochs: int = 2,
+                steps_per_epoch: int = STEPS_PER_EPOCH, **cfg_fields) -> None:
+    """One trial as sweep/results.py writes it: ``value`` is its test mIoU at the epoch chosen on val (the last),
+    where its val mIoU is ``value + VAL_OFFSET``; ``status`` shortens or ends the history to match."""
     cfg = TrialConfig(dataset=cfg_fields.pop("dataset", "voc"), method=method, labeled_fraction=fraction, seed=seed,
                       epochs=epochs, preset="tiny", ngf=8, ndf=8, n_blocks=2, **cfg_fields)
-    names = class_names or VOC_NAMES
-    iou = class_iou if class_iou is not None else [value] * len(names)
-    row = {
-        "sweep": sweep_dir.name, "trial_id": trial_id, "config_hash": cfg.hash(),
-        "group_hash": cfg.hash(exclude=("seed",)), "variant": variant, "status": status, **cfg.to_dict(),
-        "config_json": json.dumps(cfg.to_dict()), "best_val_miou": value,
-        "final_val_miou": value - 0.01 if value is not None else None, "best_epoch": epochs,
-        "best_class_iou": iou, "final_class_iou": iou, "final_pixel_acc": 0.9, "class_names": names,
-        "epochs_run": epochs, "wall_seconds": 1.0, "gpu_seconds": 0.0, "checkpoint_path": checkpoint_path,
-        "error": error, "cycleseg_version": "0.1.0", "torch_version": "2.13.0", "ray_version": "2.60.0",
-        "git_commit": "abc",
-    }
-    res.write_trial(sweep_dir, row, history(method, value if value is not None else 0.1, epochs))
+    n_classes = len(dataset_info(cfg).class_names)
+    hist = history(method, value if value is not None else 0.1, epochs, class_iou, steps_per_epoch, n_classes)
+    if status == "early_stopped":
+        hist = hist[:-1]
+    elif status == "diverged":
+        hist[-1]["diverged"] = True
+    row = res.trial_row(sweep=sweep_dir.name, trial_id=trial_id, cfg=cfg, variant=variant, history=hist,
+                        error=error, wall_seconds=1.0, gpus=0.0, checkpoint_path=checkpoint_path, versions=VERSIONS)
+    assert row["status"] == status, (row["status"], status)
+    res.write_trial(sweep_dir, row, hist)
 
 
-def history(method: str, value: float, epochs: int) -> list[dict]:
-    """Epoch records rising linearly to ``value``; every loss term of the method at 1/epoch."""
-    return [{"epoch": e, "val_miou": value * e / epochs, "val_pixel_acc": 0.9, "val_class_iou": [value] * 3,
-             "lr": 2e-4, "epoch_seconds": 1.0, "diverged": False, **{f"loss_{k}": 1.0 / e for k in LOSSES[method]}}
+def history(method: str, value: float, epochs: int, class_iou: list | None = None,
+            steps_per_epoch: int = STEPS_PER_EPOCH, n_classes: int = len(VOC_NAMES)) -> list[dict]:
+    """Val and test mIoU rising linearly to ``value + VAL_OFFSET`` and ``value`` (so the last epoch is chosen);
+    every loss term of the method at 1/epoch; ``class_iou`` the last epoch's test class IoU."""
+    hist = [epoch_record(e, (value + VAL_OFFSET) * e / epochs, test_miou=value * e / epochs,
+                         n_classes=n_classes, losses={k: 1.0 / e for k in LOSSES[method]},
+                         unlabeled=method in ("cyclegan", "hung"), steps_per_epoch=steps_per_epoch)
             for e in range(1, epochs + 1)]
+    if class_iou is not None:
+        hist[-1]["test_class_iou"] = class_iou
+    return hist
 
 
 def write_epochs(sweep_dir: Path, trial_id: str, method: str, config_hash: str, value: float, epochs: int) -> None:
@@ -68,7 +75,7 @@ def class_iou(value: float, nan_at: tuple[int, ...] = ()) -> list[float]:
     return [math.nan if k in nan_at else value + 0.001 * k for k in range(len(VOC_NAMES))]
 
 
-# best_val_miou per (method, fraction) for seeds 0, 1, 2 (hung: seeds 0, 1 only)
+# test mIoU per (method, fraction) for seeds 0, 1, 2 (hung: seeds 0, 1 only)
 MAIN = {
     ("partial", 0.1): [0.20, 0.22, 0.24],
     ("cyclegan", 0.1): [0.25, 0.26, 0.30],

@@ -8,9 +8,8 @@ from PIL import Image
 
 from cycleseg.cli import main
 from cycleseg.sweep.report import build_report
-from tests.sweep.report.synthetic import (
-    write_trial,
-)
+from tests.records import epoch_record
+from tests.sweep.report.synthetic import write_trial
 
 
 def test_failed_diverged_and_early_stopped_trials_are_listed_not_averaged(sweeps, tmp_path, capsys):
@@ -73,7 +72,9 @@ def test_lambda_search_importance_and_parallel_coordinates(sweeps, tmp_path):
     assert set(imp.index) == {"lambda_2", "lambda_3"} and imp.sum() == pytest.approx(1.0)
     assert imp["lambda_2"] > imp["lambda_3"]
     top = pd.read_csv(out / "lambda_search_lambdas_voc_cyclegan_20.csv")
-    assert top["best_val_miou"].iloc[0] == pytest.approx(0.28) and top["lambda_2"].iloc[0] == 0.8
+    # ranked on val (= test + 0.1 here), the reported test beside it
+    assert top["val_miou"].iloc[0] == pytest.approx(0.38) and top["lambda_2"].iloc[0] == 0.8
+    assert top["test_miou"].iloc[0] == pytest.approx(0.28)
     for png in ("lambda_importance_lambdas_voc_cyclegan_20.png", "lambda_parallel_lambdas_voc_cyclegan_20.png"):
         with Image.open(out / png) as im:
             assert im.size[0] > 400 and im.size[1] > 200
@@ -83,11 +84,12 @@ def test_lambda_search_importance_and_parallel_coordinates(sweeps, tmp_path):
     assert "8 trials of searched settings are not in Table 1" in (out / "index.md").read_text()
 
 
-def test_final_metric_and_fraction_choice(sweeps, tmp_path):
+def test_val_metric_and_fraction_choice(sweeps, tmp_path):
     out = tmp_path / "rep"
-    build_report(list(sweeps), out, metric="final_val_miou", labeled_fraction=0.2, no_samples=True)
+    build_report(list(sweeps), out, metric="val_miou", labeled_fraction=0.2, no_samples=True)
     t1 = pd.read_csv(out / "table1.csv").set_index(["row", "labeled_fraction"])
-    assert t1.loc[("partial", 0.1), "mean"] == pytest.approx(0.21)  # final = best - 0.01 in these trials
+    assert t1.loc[("partial", 0.1), "mean"] == pytest.approx(0.32)  # val = test + 0.1 in these trials
+    assert "val-split mIoU" in (out / "index.md").read_text()
     assert (out / "class_iou_voc_20.csv").is_file() and not (out / "class_iou_voc_10.csv").exists()
 
 
@@ -116,9 +118,7 @@ def test_report_reads_what_the_sweep_writer_writes(tmp_path):
     for seed, (p, c) in enumerate([(0.20, 0.26), (0.22, 0.25), (0.24, 0.30)]):
         for method, v in (("partial", p), ("cyclegan", c)):
             cfg = resolve_config({"method": method, "labeled_fraction": 0.1, "seed": seed, "epochs": 2})
-            hist = [{"epoch": e, "val_miou": v * e / 2, "val_pixel_acc": 0.9, "val_class_iou": [v * e / 2] * 11,
-                     "lr": 2e-4, "epoch_seconds": 1.0, "diverged": False, "loss_S_gen": 1 / e, "loss_G_total": 2 / e}
-                    for e in (1, 2)]
+            hist = [epoch_record(e, 0.5 * e / 2, test_miou=v * e / 2) for e in (1, 2)]
             row = results.trial_row(sweep="demo", trial_id=f"{method}{seed}", cfg=cfg, variant=None, history=hist,
                                     error=None, wall_seconds=1.0, gpus=0.0, checkpoint_path=None, versions=versions)
             results.write_trial(d, row, hist)

@@ -19,7 +19,7 @@ def test_settings_that_differ_between_sweeps_are_separate_blocks(tmp_path):
     b = tmp_path / "long"
     for seed, v in enumerate([0.40, 0.41, 0.42]):
         write_trial(b, f"p{seed}", method="partial", fraction=0.1, seed=seed, value=v, epochs=4)
-    t = prepare(read_sweeps([a, b]).trials, "best_val_miou")
+    t = prepare(read_sweeps([a, b]).trials, "test_miou")
     summary, _ = tables.table1(t, Paper.load(), "t")
     s = summary.set_index(["block", "row", "labeled_fraction"])
     assert s.loc[("voc (epochs=2)", "partial", 0.1), "mean"] == pytest.approx(0.22)

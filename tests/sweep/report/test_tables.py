@@ -4,19 +4,17 @@ import math
 
 import pytest
 
+from cycleseg.sweep import stats
 from cycleseg.sweep.report import tables
 from cycleseg.sweep.report.derive import prepare
 from cycleseg.sweep.report.paper import Paper
 from cycleseg.sweep.results import read_sweeps
 from cycleseg.sweep.text import text_table
-from tests.sweep.report.synthetic import (
-    T975_DF2,
-    write_trial,
-)
+from tests.sweep.report.synthetic import T975_DF2, write_trial
 
 
 def test_table1_means_stds_and_paired_gains(sweeps):
-    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
+    t = prepare(read_sweeps(list(sweeps)).trials, "test_miou")
     summary, gains = tables.table1(t, Paper.load(), "t")
     s = summary.set_index(["row", "labeled_fraction"])
     # partial 10 %: (0.20 + 0.22 + 0.24) / 3 = 0.22; deviations ±0.02, 0 → var 0.0008/2 → std 0.02
@@ -43,7 +41,7 @@ def test_table1_means_stds_and_paired_gains(sweeps):
 
 
 def test_incomplete_seed_sets_are_flagged(sweeps):
-    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
+    t = prepare(read_sweeps(list(sweeps)).trials, "test_miou")
     summary, gains = tables.table1(t, Paper.load(), "t")
     s = summary.set_index(["row", "labeled_fraction"])
     # hung ran seeds 0, 1 only: 0.28 ± √0.0002 = 0.0141421 over n=2, fewer than the block's 3
@@ -59,7 +57,7 @@ def test_incomplete_seed_sets_are_flagged(sweeps):
 
 
 def test_table2_pairs_each_variant_with_proposed(sweeps):
-    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
+    t = prepare(read_sweeps(list(sweeps)).trials, "test_miou")
     t2 = tables.table2(t, Paper.load(), "t").set_index("variant")
     assert t2.loc["proposed", "mean"] == pytest.approx(0.29) and t2.loc["proposed", "paper"] == 0.2981
     # no_label_cycle − proposed: 0.26-0.29, 0.25-0.27, 0.30-0.31 = -0.03, -0.02, -0.01 → mean -0.02, sd 0.01,
@@ -78,8 +76,8 @@ def test_table2_pairs_each_variant_with_proposed(sweeps):
 
 
 def test_class_iou_table_is_nan_aware_with_paper_columns(sweeps):
-    t = prepare(read_sweeps(list(sweeps)).trials, "best_val_miou")
-    ct = tables.class_iou_table(t, "voc", 0.1, "best_class_iou", Paper.load()).set_index("class")
+    t = prepare(read_sweeps(list(sweeps)).trials, "test_miou")
+    ct = tables.class_iou_table(t, "voc", 0.1, "test_class_iou", Paper.load()).set_index("class")
     # partial 10 %: IoU_k = v + 0.001k over v = 0.20, 0.22, 0.24; bottle (k=5) NaN for seed 0 →
     # mean over seeds 1, 2 = (0.225 + 0.245) / 2 = 0.235 with n=2; aeroplane = 0.22 + 0.001 with n=3
     assert ct.loc["bottle", "partial"] == pytest.approx(0.235) and ct.loc["bottle", "partial n"] == 2
@@ -105,8 +103,53 @@ def test_a_gain_without_any_completed_baseline_says_so(tmp_path):
     d = tmp_path / "s"
     write_trial(d, "p0", method="partial", fraction=0.1, seed=0, value=None, status="failed", error="OOM")
     write_trial(d, "c0", method="cyclegan", fraction=0.1, seed=0, value=0.3)
-    t = prepare(read_sweeps([d]).trials, "best_val_miou")
+    t = prepare(read_sweeps([d]).trials, "test_miou")
     summary, gains = tables.table1(t, Paper.load(), "t")
     _, rows = tables.table1_layout(summary, gains, "voc")
     assert rows[0][:2] == ["partial", f"— (n=0){tables.INCOMPLETE}"]
     assert rows[-1][:2] == ["cyclegan − partial", f"— (no pairs){tables.INCOMPLETE}"]
+
+
+def test_budgets_are_shown_and_a_comparison_at_unequal_steps_is_flagged(tmp_path):
+    d = tmp_path / "s"
+    for seed, (p, c) in enumerate([(0.20, 0.25), (0.22, 0.26), (0.24, 0.30)]):
+        write_trial(d, f"p{seed}", method="partial", fraction=0.1, seed=seed, value=p)  # 2 epochs × 10 steps
+        write_trial(d, f"c{seed}", method="cyclegan", fraction=0.1, seed=seed, value=c, steps_per_epoch=20)
+    t = prepare(read_sweeps([d]).trials, "test_miou")
+    summary, gains = tables.table1(t, Paper.load(), "t")
+    g = gains.set_index("row").loc["cyclegan"]
+    assert (g["steps"], g["reference_steps"], g["equal_budget"]) == (40, 20, False)
+    headers, rows = tables.table1_layout(summary, gains, "voc")
+    assert rows[-1][0] == "cyclegan − partial" and tables.UNEQUAL in rows[-1][headers.index("10 %")]
+    notes = tables.power_notes(gains, "voc")
+    assert any("budgets differ (40 vs 20 steps)" in n and "mixes the method with the extra updates" in n
+               for n in notes)
+    # 5 labeled images per step; partial sees no unlabeled ones
+    _, brows = tables.budget_layout(summary, "voc")
+    assert brows == [["partial", "20 steps (100 L + 0 U)"], ["cyclegan", "40 steps (200 L + 200 U)"]]
+
+
+def test_equal_budgets_and_a_detected_positive_control_raise_no_flag(sweeps):
+    t = prepare(read_sweeps(list(sweeps)).trials, "test_miou")
+    _, gains = tables.table1(t, Paper.load(), "t")
+    assert gains["equal_budget"].all()
+    control = gains[gains["positive_control"]].set_index("labeled_fraction")
+    # full 0.50, 0.52, 0.54 vs partial 10 %: 0.20, 0.22, 0.24 → d = 0.30 for every seed (sd 0): detected
+    assert control.loc[0.1, "mean"] == pytest.approx(0.30) and control.loc[0.1, "excludes_zero"]
+    assert tables.power_notes(gains, "voc") == []
+
+
+def test_an_undetected_positive_control_marks_the_sweep_underpowered(tmp_path):
+    d = tmp_path / "s"
+    for seed, (p, f) in enumerate([(0.2, 0.3), (0.5, 0.3), (0.3, 0.5)]):
+        write_trial(d, f"p{seed}", method="partial", fraction=0.2, seed=seed, value=p)
+        write_trial(d, f"f{seed}", method="full", fraction=1.0, seed=seed, value=f)
+    t = prepare(read_sweeps([d]).trials, "test_miou")
+    _, gains = tables.table1(t, Paper.load(), "t")
+    # d = 0.1, −0.2, 0.2: mean 0.0333, sd 0.2082 → CI [−0.48, +0.55] includes 0; MDE = 0.680 at n = 3
+    g = gains.iloc[0]
+    assert g["positive_control"] and not g["excludes_zero"]
+    assert g["mde"] == pytest.approx(stats.min_detectable_effect(g["std"], 3)) and g["mde"] > 0.6
+    (note,) = tables.power_notes(gains, "voc")
+    assert note.startswith("UNDERPOWERED: the positive control full − partial at 20 %")
+    assert f"{int(g['seeds_needed'])} seeds would detect" in note and "add seeds" in note

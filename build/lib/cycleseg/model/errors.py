@@ -1,9 +1,0 @@
-"""The one exception type for bad user input.
-
-The CLI turns a ``UserError`` into a one-line message and exit code 2; anything else is a bug
-and keeps its traceback.
-"""
-
-
-class UserError(ValueError):
-    """Bad input from the user: the message names the problem and the fix."""

@@ -1,1 +1,0 @@
-"""The shipped search spaces (package data ``cycleseg.search_spaces``: ``*.yaml`` and ``schema.json``)."""
