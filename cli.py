@@ -1,6 +1,6 @@
 """cycleseg command line: parses options and delegates. No logic lives here.
 
-Every ``UserError`` becomes one line on stderr and exit code 2 (Click's own usage errors too).
+Every ``UserError`` becomes one line on stderr and exit code 2, and so does every input error Click finds.
 """
 
 from __future__ import annotations
@@ -24,10 +24,16 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(str(e))}", err=True)
             sys.exit(2)
 
     return wrapper
+
+
+def _one_line(message: str) -> str:
+    """The message on one line whatever the user typed into it: unprintable characters (line breaks
+    included) shown escaped, as Python writes them."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _version() -> str:
@@ -44,7 +50,24 @@ def _examples(*lines: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {ln}" for ln in lines)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+class _Cli(click.Group):
+    """Click's own input errors (a missing argument, a bad option value) in the same format as ours: one line
+    naming the problem and where the help is, exit 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as e:
+            where = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) is not None else ""
+            click.echo(f"error: {_one_line(e.format_message())}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=_examples("cycleseg sweep", "cycleseg report runs/demo", "cycleseg debug --preset tiny --epochs 2"))
 @click.version_option(_version(), "--version", prog_name="cycleseg", message="%(prog)s %(version)s")
 def main() -> None:
@@ -65,19 +88,19 @@ def main() -> None:
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--preset", help="Network size: paper, small, tiny.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set lambda_2=0.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/debug"), show_default=True,
-              help="Output folder.")
+@click.option("--out", type=click.Path(), default="runs/debug", show_default=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
 @_user_errors
-def debug(config_file: Path | None, sets: tuple[str, ...], out: Path, resume: bool, **opts: Any) -> None:
-    """Train one trial locally, without Ray, through the same entry point a sweep worker calls."""
-    from cycleseg.model.debug import debug_run
-    from cycleseg.model.resolve import load_config_file, parse_set, resolve_config
+def debug(config_file: Path | None, sets: tuple[str, ...], out: str, resume: bool, **opts: Any) -> None:
+    """Train one trial locally, without Ray, through the same entry point a sweep worker calls.
 
-    base = load_config_file(config_file) if config_file else {}
+    With no options on a machine without a GPU: a quick sanity run (tiny networks, 2 epochs).
+    """
+    from cycleseg.model.debug import debug_config, debug_run
+
     flags = {k: v for k, v in opts.items() if v is not None}
-    cfg = resolve_config(base, flags, parse_set(sets))
+    cfg = debug_config(config_file, flags, list(sets), out=out, resume=resume)
     debug_run(cfg, out, resume=resume)
 
 
@@ -100,6 +123,9 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: Path, resume: bo
 @click.option("--dry-run", is_flag=True, help="Print the expanded trials and a compute estimate; run nothing.")
 @click.option("--resume", is_flag=True,
               help="Finish an interrupted sweep (same --name) without re-running finished trials.")
+@click.option("--verbose", is_flag=True, help="Show Ray's own output too (by default it goes to <sweep>/logs/).")
+@click.option("--mlflow", metavar="URI", default=None,
+              help="Log every trial as an MLflow run to this tracking server (extra: cycleseg[mlflow]).")
 @_user_errors
 def sweep(space: str | None, sets: tuple[str, ...], **opts: Any) -> None:
     """Run a search space (YAML) as Ray Tune trials, each trained by Ray Train; results as Parquet.
@@ -116,7 +142,7 @@ def sweep(space: str | None, sets: tuple[str, ...], **opts: Any) -> None:
 
 
 @main.command("best-config", epilog=_examples(
-    "cycleseg best-config runs/demo -o best.yaml",
+    "cycleseg best-config runs/lambdas -o best/          # one YAML per grid cell",
     "cycleseg best-config runs/demo --where 'labeled_fraction == 0.2' -o best.yaml",
     "cycleseg best-config s3://bucket/sweeps/demo -o best.yaml"))
 @click.argument("results")
@@ -126,7 +152,8 @@ def sweep(space: str | None, sets: tuple[str, ...], **opts: Any) -> None:
 @click.option("--where", "where", default=None, help="pandas query on trials/, e.g. 'labeled_fraction == 0.2'.")
 @click.option("--trial", "trial_id", default=None, help="Export this exact trial's config instead of ranking.")
 @click.option("--per-seed", is_flag=True, help="Rank single trials instead of configs averaged over seeds.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("best.yaml"), show_default=True)
+@click.option("-o", "--output", type=click.Path(), default="best.yaml", show_default=True,
+              help="The YAML; with several cells a folder (e.g. best/) for one YAML per cell.")
 @_user_errors
 def best_config(results: str, **opts: Any) -> None:
     """Export the best configuration of a sweep as a YAML that `debug --config` and sweeps accept.
@@ -143,8 +170,8 @@ def best_config(results: str, **opts: Any) -> None:
     "cycleseg report runs/table1-voc runs/ablation -o reports/voc",
     "cycleseg report s3://bucket/sweeps/demo -o report-demo"))
 @click.argument("results", nargs=-1, required=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Report folder (default: <first results>/report).")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Report folder (default: <first results>/report; needed for results on object storage).")
 @click.option("--metric", type=click.Choice(["test_miou", "val_miou"]), default="test_miou", show_default=True,
               help="What the tables report, at each trial's selected epoch (chosen on val).")
 @click.option("--labeled-fraction", type=float, default=None,

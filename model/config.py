@@ -62,9 +62,13 @@ Weight = _num(float, ge=0, allow_inf_nan=False)
 Probability = _num(float, ge=0, le=1, allow_inf_nan=False)
 Beta = _num(float, ge=0, lt=1, allow_inf_nan=False)
 Seed = _num(int, ge=0, lt=2**32)
-Count = _num(int, ge=1)
-NonNegative = _num(int, ge=0)
-Side = _num(int, ge=8, multiple_of=4)
+# Upper bounds are far beyond any real run; they stop a typo (ngf=64000) from allocating terabytes.
+Scenes = _num(int, ge=1, le=1_000_000)
+Width = _num(int, ge=1, le=2048)
+Blocks = _num(int, ge=0, le=128)
+Epochs = _num(int, ge=1, le=100_000)
+Batch = _num(int, ge=1, le=65_536)
+Side = _num(int, ge=8, le=8192, multiple_of=4)
 Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
 
@@ -86,9 +90,9 @@ class TrialConfig:
         None, description="None = the dataset's own size; a multiple of 4, >= 8 (two stride-2 convolutions)"
     )
     image_width: Side | None = Field(None, description="as image_height")
-    digits_train: Count = Field(400, description="`digits` only: scenes in the training set")
-    digits_val: Count = Field(100, description="`digits` only: scenes in the validation split")
-    digits_test: Count = Field(200, description="`digits` only: scenes in the test split")
+    digits_train: Scenes = Field(400, description="`digits` only: scenes in the training set")
+    digits_val: Scenes = Field(100, description="`digits` only: scenes in the validation split")
+    digits_test: Scenes = Field(200, description="`digits` only: scenes in the test split")
     val_fraction: Share = Field(
         0.1, description="voc, cityscapes: share of the shipped training images held out as the validation split "
         "(the shipped val split is the test split); acdc: share of the non-test patients"
@@ -116,15 +120,15 @@ class TrialConfig:
 
     # --- networks -----------------------------------------------------------------------------
     preset: Preset = Field("paper", description="network size: paper (§3.3), small or tiny")
-    ngf: Count | None = Field(None, description="generator width; None = the preset's value")
-    ndf: Count | None = Field(None, description="discriminator width; None = the preset's value")
-    n_blocks: NonNegative | None = Field(
+    ngf: Width | None = Field(None, description="generator width; None = the preset's value")
+    ndf: Width | None = Field(None, description="discriminator width; None = the preset's value")
+    n_blocks: Blocks | None = Field(
         None, description="residual blocks per generator; None = the preset's value"
     )
 
     # --- optimisation -------------------------------------------------------------------------
-    epochs: Count = Field(400, description="training epochs")
-    batch_size: Count = Field(5, description="labeled images per step (and as many unlabeled)")
+    epochs: Epochs = Field(400, description="training epochs")
+    batch_size: Batch = Field(5, description="labeled images per step (and as many unlabeled)")
     lr: PositiveFloat = Field(2e-4, description="Adam learning rate of every network (hung's D: hung_d_lr)")
     beta1: Beta = Field(0.5, description="Adam beta1, in [0, 1)")
     beta2: Beta = Field(0.999, description="Adam beta2, in [0, 1)")
@@ -143,7 +147,7 @@ class TrialConfig:
     amp: bool = Field(True, description="bf16 autocast on CUDA; always fp32 on CPU")
     channels_last: bool = Field(True, description="channels_last memory format")
     compile: bool = Field(False, description="torch.compile the networks")
-    eval_batch_size: Count = Field(20, description="images per evaluation batch")
+    eval_batch_size: Batch = Field(20, description="images per evaluation batch")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

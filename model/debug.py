@@ -15,7 +15,7 @@ from cycleseg.model import checkpoint
 from cycleseg.model.config import TrialConfig, config_to_yaml
 from cycleseg.model.data import prepare_dataset
 from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write, atomic_write_text
+from cycleseg.model.io import atomic_write, atomic_write_text, check_output_dir
 from cycleseg.model.records import epoch_table, selected_epoch
 from cycleseg.model.resolve import load_config_file, resolve_config
 from cycleseg.model.trainer import resolve_device, run_trial
@@ -23,16 +23,45 @@ from cycleseg.model.trainer import resolve_device, run_trial
 METRICS_FILE = "metrics.parquet"
 CONFIG_FILE = "config.yaml"
 SAMPLES_FILE = "samples.png"
+# A bare `cycleseg debug` on a CPU machine: a sanity check of the whole path in about a minute, not the paper's
+# 400 epochs of 11-M-parameter networks (days on a CPU). Any option the user gives turns it off.
+SANITY_RUN: dict[str, Any] = {"preset": "tiny", "epochs": 2, "image_height": 32, "image_width": 32,
+                              "digits_train": 200, "digits_val": 50, "digits_test": 50}
 
 
-def _check_resume(cfg: TrialConfig, out: Path, resume: bool) -> None:
+def debug_config(config_file: str | Path | None, flags: dict[str, Any], sets: list[str], *, out: str | Path = "",
+                 resume: bool = False) -> TrialConfig:
+    """The run's config from ``--config``, the command's flags and ``--set`` (later wins). With none of them:
+    ``--resume`` continues the run in ``out`` with its own config, and a new run on a machine without a GPU is
+    the quick ``SANITY_RUN``."""
+    from cycleseg.model.resolve import parse_set
+
+    check_output_dir(out, "--out")
+    overrides = parse_set(sets)
+    nothing = config_file is None and not flags and not overrides
+    saved = Path(out) / checkpoint.FOLDER / checkpoint.CONFIG if str(out).strip() else None
+    if nothing and resume and saved is not None and saved.is_file():
+        return resolve_config(load_config_file(saved))
+    if nothing and not resume and resolve_device("auto").type == "cpu":
+        print("no options on a CPU machine: a quick sanity run (tiny networks, 2 epochs, 200 digits scenes at 32×32); "
+              "give --preset, --epochs or --config for a real one")
+        return resolve_config(SANITY_RUN)
+    base = load_config_file(config_file) if config_file else {}
+    return resolve_config(base, flags, overrides)
+
+
+def check_out(cfg: TrialConfig, out: str | Path, resume: bool) -> Path:
+    """``--out`` as the run's folder, checked before anything is decoded or written (with ``resume``: that its
+    checkpoint is readable and was made with these settings)."""
+    out = check_output_dir(out, "--out")
     ckpt_cfg = out / checkpoint.FOLDER / checkpoint.CONFIG
     if not resume:
         if ckpt_cfg.exists():
             raise UserError(f"'{out}' already holds a run; pass --resume to continue it or choose another --out")
-        return
+        return out
     if not ckpt_cfg.exists():
         raise UserError(f"--resume: no checkpoint in '{out / checkpoint.FOLDER}'; run once without --resume first")
+    checkpoint.load_state(out / checkpoint.FOLDER)  # damaged: one line saying to start again without --resume
     old = resolve_config(load_config_file(ckpt_cfg))
     if old.hash() != cfg.hash():
         diff = [k for k, v in cfg.to_dict().items() if old.to_dict()[k] != v]
@@ -40,6 +69,7 @@ def _check_resume(cfg: TrialConfig, out: Path, resume: bool) -> None:
             f"--resume: the checkpoint in '{out}' was made with other settings ({', '.join(diff)}); "
             "repeat the original options or choose another --out"
         )
+    return out
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -66,12 +96,11 @@ class LocalReporter:
         )
 
 
-def debug_run(cfg: TrialConfig, out: Path, *, resume: bool = False) -> list[dict[str, Any]]:
+def debug_run(cfg: TrialConfig, out: str | Path, *, resume: bool = False) -> list[dict[str, Any]]:
     """Run one trial locally; write config.yaml, metrics.parquet, checkpoint/ and samples.png to ``out``."""
     from cycleseg.model.visualize import save_sample_grid
 
-    out = Path(out)
-    _check_resume(cfg, out, resume)
+    out = check_out(cfg, out, resume)
     data = prepare_dataset(cfg, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, config_to_yaml(cfg, header=f"# cycleseg resolved config ({cfg.hash()})\n"))

@@ -53,6 +53,7 @@ from torch.optim import Adam, Optimizer
 from cycleseg.model import losses
 from cycleseg.model.errors import UserError
 from cycleseg.model.masks import IGNORE, one_hot
+from cycleseg.model.metrics import ConfusionMatrix
 from cycleseg.model.networks import create_network, init_weights
 from cycleseg.model.registry import Registry
 
@@ -117,8 +118,9 @@ class Method:
 
     # --- building ---------------------------------------------------------------------------
     def _add_network(self, name: str, kind: str, **kwargs: Any) -> None:
-        # init on CPU, then move: the same seed gives the same weights on every device
-        net = init_weights(create_network(kind, **kwargs)).to(self.device, memory_format=self.memory_format)
+        # init on CPU, then move: the same seed gives the same weights on every device (shapes only on "meta")
+        with torch.device("meta") if self.device.type == "meta" else contextlib.nullcontext():
+            net = init_weights(create_network(kind, **kwargs)).to(self.device, memory_format=self.memory_format)
         self.raw_networks[name] = net
         self.frozen_networks[name] = self.networks[name] = self._compiled(net)
 
@@ -180,6 +182,18 @@ class Method:
     def eval_mode(self) -> contextlib.AbstractContextManager:
         """Every network in eval mode for the block, then back to the mode each had."""
         return _eval_mode(list(self.raw_networks.values()))
+
+    @torch.no_grad()
+    def confusion_matrix(self, images: np.ndarray, masks: np.ndarray, batch_size: int) -> ConfusionMatrix:
+        """G_IS's argmax on uint8 ``images`` against ``masks`` as one confusion matrix, every network in eval mode."""
+        from cycleseg.model.data.base import normalize_images
+
+        cm = ConfusionMatrix(self.info.num_classes, device=self.device)
+        with self.eval_mode():
+            for s in range(0, len(images), batch_size):
+                x = normalize_images(torch.as_tensor(images[s : s + batch_size]).to(self.device))
+                cm.update(self.predict(x).argmax(1), torch.as_tensor(masks[s : s + batch_size]).to(self.device).long())
+        return cm
 
     # --- training ---------------------------------------------------------------------------
     def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -95,6 +95,18 @@ class EpochBatches:
             yield Batch(x=x, y=y, x_u=x_u)
 
 
+ESTIMATE_AFTER = 10  # steps timed before a local run announces how long it will take
+
+
+def _announce_duration(per_step: float, steps: int, timed: int) -> None:
+    from tqdm import tqdm
+
+    total = per_step * steps
+    when = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.1f} min" if total >= 60 else f"{total:.0f} s"
+    tqdm.write(f"expected: about {when} of training for {steps:,} steps ({per_step * 1000:.0f} ms per step over the "
+               f"first {timed}; evaluation not included)")
+
+
 def lr_factor(epoch: int, cfg: TrialConfig) -> float:
     """Paper: constant lr, then linear decay to 0 (400 epochs, decay from 100 → factor 1 - (e-100)/300)."""
     start = round(cfg.lr_decay_start * cfg.epochs)
@@ -103,18 +115,10 @@ def lr_factor(epoch: int, cfg: TrialConfig) -> float:
     return 1.0 - max(0, epoch - start) / (cfg.epochs - start)
 
 
-@torch.no_grad()
 def evaluate(method: Method, images: np.ndarray, masks: np.ndarray, batch_size: int) -> ConfusionMatrix:
-    """One confusion matrix over a whole split (summed over DDP ranks), with every network in eval mode."""
+    """One confusion matrix over a whole split: each DDP rank scores its share, the counts are summed."""
     rank, world = rank_world()
-    cm = ConfusionMatrix(method.info.num_classes, device=method.device)
-    images_t, masks_t = torch.as_tensor(images), torch.as_tensor(masks)
-    idx = torch.arange(len(images_t))[rank::world]
-    with method.eval_mode():
-        for s in range(0, len(idx), batch_size):
-            j = idx[s : s + batch_size]
-            x = normalize_images(images_t[j].to(method.device))
-            cm.update(method.predict(x).argmax(1), masks_t[j].to(method.device).long())
+    cm = method.confusion_matrix(images[rank::world], masks[rank::world], batch_size)
     sum_across_ranks(cm.mat)
     return cm
 
@@ -163,10 +167,12 @@ def run_trial(
             from tqdm import tqdm
 
             steps = tqdm(steps, total=batches.iters_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
-        for batch in steps:
+        for i, batch in enumerate(steps, 1):
             for k, v in method.optimize_parameters(batch).items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
                 counts[k] = counts.get(k, 0) + 1
+            if progress and rank == 0 and epoch == start + 1 and i == min(ESTIMATE_AFTER, batches.iters_per_epoch):
+                _announce_duration((time.perf_counter() - t0) / i, (cfg.epochs - start) * batches.iters_per_epoch, i)
         for s in schedulers.values():
             s.step()
         losses = {f"loss_{k}": v.item() / counts[k] for k, v in sums.items()}  # one device sync per epoch

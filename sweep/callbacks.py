@@ -23,6 +23,14 @@ def _error_text(trial: Any) -> str:
     return lines[-1][:1000] if lines else "failed without an error message"
 
 
+def checkpoint_location(path: str | None, sweep_dir: str) -> str | None:
+    """The checkpoint Tune reports as a location we can read: Train gives the path inside its filesystem, so
+    ``bucket/prefix/...`` for a sweep on object storage; it gets the sweep's scheme back."""
+    if not path or storage.is_uri(path) or not storage.is_uri(sweep_dir):
+        return path
+    return f"{str(sweep_dir).split('://', 1)[0]}://{path}"
+
+
 def history_from_checkpoint(path: str) -> list[dict[str, Any]]:
     """The per-epoch records kept in a stored checkpoint (local folder or URI): its ``history.json``."""
     data = storage.read_bytes(storage.join(path, checkpoint.HISTORY))
@@ -75,7 +83,7 @@ class ResultsCallback(tune.Callback):
         cfg = resolve_config(trial.config["trial"]["cfg"])
         seen = self._seen.pop(tid, set())
         last = trial.last_result or {}
-        ckpt = last.get("checkpoint_path")
+        ckpt = checkpoint_location(last.get("checkpoint_path"), self.sweep_dir)
         history = history_from_checkpoint(ckpt) if ckpt else []
         recovered = sum(m["epoch_seconds"] for m in history if m["epoch"] not in seen)
         start = self._start.pop(tid, None)

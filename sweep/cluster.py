@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import ray
 
 from cycleseg.model.errors import UserError
 from cycleseg.model.plugins import ENV as PLUGINS_ENV
+from cycleseg.sweep import ray_compat
 from cycleseg.sweep.ray_compat import TRAIN_ENV
 
 
@@ -45,11 +47,35 @@ def start_ray(address: str | None = None, **init_kwargs: Any) -> bool:
     os.environ.update(env)
     if ray.is_initialized():
         return False
+    if address:
+        check_reachable(address)
     try:
         ray.init(address=address or "local", include_dashboard=False, runtime_env={"env_vars": env}, **init_kwargs)
     except ConnectionError as e:
         raise UserError(f"cannot reach the Ray cluster at '{address}' ({e}); check --address / RAY_ADDRESS") from None
     return True
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within ``timeout_s`` when nothing answers at ``address`` (``ray.init`` would retry for minutes)."""
+    plain = address.split("://", 1)[1] if "://" in address else address
+    fix = ("check that `ray start --head` runs there, the port (6379 by default, 10001 for ray://) and any "
+           "firewall between; or drop --address / RAY_ADDRESS to start a local Ray")
+    try:
+        target = ray_compat.bootstrap_address(plain)
+    except ValueError:
+        raise UserError(f"--address '{address}' is not host:port (e.g. 10.0.0.5:6379) or auto") from None
+    if target is None:
+        raise UserError(f"--address {address}: no running Ray cluster found on this machine; {fix}")
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        why = e.strerror or type(e).__name__ if isinstance(e, OSError) else str(e)
+        raise UserError(f"cannot reach the Ray cluster at '{address}' ({why}); {fix}") from None
 
 
 def alive_nodes() -> list[dict[str, float]]:

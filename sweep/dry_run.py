@@ -35,8 +35,8 @@ def print_dry_run(plan: Plan) -> None:
               f"{search.algorithm} samples of {', '.join(search.params)} × seeds {plan.seeds}")
     if space.scheduler is not None:
         s = space.scheduler
-        print(f"early stopping: ASHA on {s.metric} ({s.mode}), grace {s.grace_period} epoch(s), "
-              f"reduction factor {s.reduction_factor}")
+        print(f"early stopping: ASHA per grid cell, a configuration's seeds stopped together, on {s.metric} "
+              f"({s.mode}), grace {s.grace_period} epoch(s), reduction factor {s.reduction_factor}")
     show_variant = any(variants)
     reps = 1 if search is None else search.num_samples * len(plan.seeds)
     header = ["#", *(["variant"] if show_variant else []), *cols, *([] if "epochs" in cols else ["epochs"]),
@@ -64,7 +64,7 @@ def print_dry_run(plan: Plan) -> None:
     if unknown < len(rows):
         print(f"budget: {steps_all:,} optimizer steps in all (per trial: epochs × ceil(max(labeled, unlabeled) / "
               f"batch_size), equal for every method at the same data, fraction and batch size); compute: "
-              f"{_flops(total)}" + (f" (× {reps} trials per search cell)" if reps > 1 else ""))
+              f"{_flops(total)}" + (f" (each cell's {reps} trials counted, before early stopping)" if reps > 1 else ""))
     if unknown:
         print(f"steps and compute of {unknown} config(s) are unknown until their on-disk dataset is prepared "
               "(the first sweep decodes it once)")

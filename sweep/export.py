@@ -1,10 +1,13 @@
 """``cycleseg best-config``: the best configuration of a sweep as a YAML that runs unchanged.
 
-Ranking is on val, never on test (choose on val, report on test), and seed-aware: configurations
-(``group_hash``, the config hash without the seed) are ranked by the mean of the metric over their
-seeds, so one lucky seed does not win; ``--per-seed`` ranks single trials. Only completed trials
-count. The YAML holds every config field plus a ``_source`` provenance mapping, which
-``load_config_file`` ignores (keys starting with ``_``), so it works with ``cycleseg debug --config``
+Ranking is on val, never on test (choose on val, report on test), per grid cell, and seed-aware:
+within each cell (configurations that differ only in the searched fields and the seed, e.g. the λ's
+at one labeled fraction) configurations (``group_hash``, the config hash without the seed) are
+ranked by the mean of the metric over their seeds, so one lucky seed does not win; ``--per-seed``
+ranks single trials. A sweep with several cells gives one best configuration per cell: ``--where``
+picks a cell, or ``-o`` a folder takes one file per cell. Only completed trials count. The YAML holds
+every config field plus a ``_source`` provenance mapping, which ``load_config_file`` ignores (keys starting
+with ``_``), so it works with ``cycleseg debug --config``
 and as a search space's ``base:``.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +24,15 @@ import yaml
 
 from cycleseg.model.config import FIELD_NAMES, config_to_yaml
 from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write_text
+from cycleseg.model.io import atomic_write_text, check_output_dir
 from cycleseg.model.records import TEST_PREFIX
 from cycleseg.model.registry import suggest
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import results as res
+from cycleseg.sweep import storage
+from cycleseg.sweep.dry_run import varying_fields
+from cycleseg.sweep.plan import PLAN_FILE, cell_key
+from cycleseg.sweep.report.derive import slug
 
 
 def rank_configs(df: pd.DataFrame, metric: str, mode: str, *, per_seed: bool) -> pd.DataFrame:
@@ -63,6 +71,58 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
+def searched_fields(results: str | Path) -> tuple[str, ...]:
+    """The fields the sweep in ``results`` searched (its ``sweep.json``); () for a grid sweep or without a plan."""
+    path = storage.join(str(results), PLAN_FILE)
+    data = storage.read_bytes(path)
+    if data is None:
+        return ()
+    try:
+        return tuple(json.loads(data).get("searched", []))
+    except (ValueError, AttributeError):
+        raise UserError(f"'{path}' is damaged (not the JSON a sweep writes); restore it from a copy or delete it "
+                        "(best-config then treats every configuration as its own cell)") from None
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The best configuration of one grid cell: its ranking row and its trials (one per seed)."""
+
+    cell: str  # what sets the cell apart from the others, e.g. "labeled_fraction=0.1"
+    stats: pd.Series  # group_hash (or trial_id), mean, std, n
+    members: pd.DataFrame
+
+
+CONDITIONS = ("dataset", "labeled_fraction")  # what a grid sweep's configurations are chosen for
+
+
+def cell_winners(done: pd.DataFrame, metric: str, mode: str, searched: tuple[str, ...], *,
+                 per_seed: bool = False) -> list[Winner]:
+    """The best configuration of each cell, ranked on ``metric`` (a val column) by the mean over seeds.
+
+    A search's cells are its grid cells (configurations differing only in ``searched`` and the seed: the
+    best λ's per method and labeled fraction, say). A grid sweep has nothing searched: its configurations
+    compete per dataset and labeled fraction (the best method, variant or gridded λ's for the data at
+    hand). Cells in the order of their first trial.
+    """
+    configs = [json.loads(c) for c in done["config_json"]]
+    if searched:
+        cells = [cell_key(c, searched) for c in configs]
+        differing = [k for k in varying_fields(configs) if k not in ("seed", *searched)]
+    else:
+        cells = [json.dumps([c[k] for k in CONDITIONS]) for c in configs]
+        differing = [k for k in CONDITIONS if k in varying_fields(configs)]
+    key = "trial_id" if per_seed else "group_hash"
+    out = []
+    for cell in dict.fromkeys(cells):
+        group = done[[c == cell for c in cells]]
+        best = rank_configs(group, metric, mode, per_seed=per_seed).iloc[0]
+        members = group[group[key] == best[key]].sort_values("seed")
+        cfg = json.loads(members["config_json"].iloc[0])
+        out.append(Winner(" ".join(f"{k}={cfg[k]}" for k in differing) or "(one cell)", best, members))
+    return out
+
+
 def export_best_config(
     results: str | Path,
     *,
@@ -72,8 +132,15 @@ def export_best_config(
     trial_id: str | None = None,
     per_seed: bool = False,
     output: str | Path = "best.yaml",
-) -> Path:
-    """Write the chosen configuration to ``output`` (atomically) and return its path."""
+) -> list[Path]:
+    """Write the chosen configuration to ``output`` (atomically), or with several grid cells and ``output`` a
+    folder one file per cell; return the paths written."""
+    out = Path(output)
+    folder = out.is_dir() or str(output).endswith(("/", "\\"))
+    if folder:
+        check_output_dir(out, "-o/--output")
+    else:
+        check_output_dir(out.parent, "-o/--output's folder")
     df = res.read_sweeps([results]).trials
     source: dict[str, Any] = {"sweep": str(df["sweep"].iloc[0]), "results": str(results)}
     if trial_id is not None:
@@ -85,43 +152,62 @@ def export_best_config(
         source.update(selected="trial", trial_id=trial_id, status=row["status"], seed=_plain(row["seed"]))
         if metric in choice_columns(df) and pd.notna(row[metric]):
             source.update(metric=metric, value=_plain(row[metric]))
-    else:
-        check_choice_metric(df, metric)
-        done = df[df["status"] == "completed"]
+        return [_write(row, source, out, f"trial {trial_id}")]
+    check_choice_metric(df, metric)
+    done = df[df["status"] == "completed"]
+    if done.empty:
+        raise UserError(f"no completed trials in '{results}' (statuses: {dict(df['status'].value_counts())})")
+    if where:
+        try:
+            done = done.query(where)
+        except Exception as e:  # pandas raises many kinds for a bad expression
+            raise UserError(f"--where '{where}' is not a valid pandas query on trials/ ({type(e).__name__}: "
+                            f"{e}); e.g. --where 'labeled_fraction == 0.2 and method == \"cyclegan\"'") from None
         if done.empty:
-            raise UserError(f"no completed trials in '{results}' (statuses: {dict(df['status'].value_counts())})")
-        if where:
-            try:
-                done = done.query(where)
-            except Exception as e:  # pandas raises many kinds for a bad expression
-                raise UserError(f"--where '{where}' is not a valid pandas query on trials/ ({type(e).__name__}: "
-                                f"{e}); e.g. --where 'labeled_fraction == 0.2 and method == \"cyclegan\"'") from None
-            if done.empty:
-                raise UserError(f"--where '{where}' matches no completed trial in '{results}'")
-        done = done[done[metric].notna()]
-        if done.empty:
-            raise UserError(f"no completed trial has a value for '{metric}'")
-        best = rank_configs(done, metric, mode, per_seed=per_seed).iloc[0]
-        key = "trial_id" if per_seed else "group_hash"
-        members = done[done[key] == best[key]].sort_values("seed")
-        row = members.iloc[0]  # replicates differ only in the seed: write the smallest
-        source.update(
-            selected="single trial" if per_seed else "mean over seeds",
-            metric=metric, mode=mode, where=where,
-            value=float(best["mean"]), std=float(best["std"]), n=int(best["n"]),
-            seeds=[_plain(s) for s in members["seed"]], trial_ids=list(members["trial_id"]),
-        )
+            raise UserError(f"--where '{where}' matches no completed trial in '{results}'")
+    done = done[done[metric].notna()]
+    if done.empty:
+        raise UserError(f"no completed trial has a value for '{metric}'")
+    winners = cell_winners(done, metric, mode, searched_fields(results), per_seed=per_seed)
+    if len(winners) > 1 and not folder:
+        cells = "; ".join(w.cell for w in winners[:6]) + ("; …" if len(winners) > 6 else "")
+        raise UserError(f"'{results}' holds {len(winners)} grid cells, each with its own best configuration ({cells}): "
+                        f"pick one with --where (e.g. --where \"{_where_for(winners[0])}\"), or give -o a folder "
+                        "(e.g. -o best/) to write one YAML per cell")
+    written = []
+    for w in winners:
+        row = w.members.iloc[0]  # replicates differ only in the seed: write the smallest
+        info = {**source, "selected": "single trial" if per_seed else "mean over seeds", "cell": w.cell,
+                "metric": metric, "mode": mode, "where": where, "value": float(w.stats["mean"]),
+                "std": float(w.stats["std"]), "n": int(w.stats["n"]),
+                "seeds": [_plain(s) for s in w.members["seed"]], "trial_ids": list(w.members["trial_id"])}
+        dest = out / f"best_{slug(w.cell) or 'config'}.yaml" if folder else out
+        what = f"{metric} {info['value']:.4f} ({info['selected']}, n={info['n']})"
+        written.append(_write(row, info, dest, what + (f" [{w.cell}]" if folder else "")))
+    return written
+
+
+def _where_for(w: Winner) -> str:
+    """A --where expression that selects the cell of ``w``."""
+    parts = [kv.split("=", 1) for kv in w.cell.split(" ") if "=" in kv]
+    return " and ".join(f"{k} == {v}" if _is_number(v) else f"{k} == '{v}'" for k, v in parts)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _write(row: pd.Series, source: dict[str, Any], out: Path, what: str) -> Path:
     cfg = resolve_config(json.loads(row["config_json"]))
-    source.update(group_hash=row["group_hash"], config_hash=cfg.hash(),
-                  exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    header = (f"# cycleseg best-config from {results}: `cycleseg debug --config FILE` runs it; "
+    source = {**source, "group_hash": row["group_hash"], "config_hash": cfg.hash(),
+              "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    header = (f"# cycleseg best-config from {source['results']}: `cycleseg debug --config FILE` runs it; "
               "a search space takes it as `base: FILE`\n")
     text = config_to_yaml(cfg, header=header) + yaml.safe_dump({"_source": source}, sort_keys=False)
-    out = Path(output)
     atomic_write_text(out, text)
-    if trial_id:
-        what = f"trial {trial_id}"
-    else:
-        what = f"{source['metric']} {source['value']:.4f} ({source['selected']}, n={source['n']})"
     print(f"wrote {out}: {what}, group {row['group_hash']}")
     return out

@@ -4,6 +4,7 @@ so that ``--resume`` needs neither the space file nor the ``--set`` options agai
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,17 @@ from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep.space import SearchSpace, load_space
 
 PLAN_FILE = "sweep.json"
+
+
+def configuration_key(cfg: dict[str, Any]) -> str:
+    """What a configuration's seeds share: the config hash without the seed (results' ``group_hash``)."""
+    return resolve_config(cfg).hash(exclude=("seed",))
+
+
+def cell_key(cfg: dict[str, Any], searched: Iterable[str]) -> str:
+    """The grid cell of a trial: its config hash without the seed and the searched fields. Searches,
+    early stopping and winners compare configurations within a cell only."""
+    return resolve_config(cfg).hash(exclude=("seed", *searched))
 
 
 def longest_first(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -45,6 +57,7 @@ class Plan:
     cells: list[dict[str, Any]]  # search: {"overrides", "variant"} per grid cell; grid: empty
     seeds: list[int]
     max_concurrent: int | None = None  # set when the sweep starts
+    searched: list[str] = field(default_factory=list)  # the search's fields: they vary within a grid cell
     space: SearchSpace | None = field(default=None, compare=False)
 
     @classmethod
@@ -56,7 +69,8 @@ class Plan:
             trials, cells = [], [{"overrides": c.overrides, "variant": c.variant} for c in space.cells(sets)]
             num_trials = space.num_trials(sets)
         seeds = list(space.replicate_seeds(sets))
-        return cls(str(space.path), sets, num_trials, trials, cells, seeds, space=space)
+        searched = list(space.search.params) if space.search is not None else []
+        return cls(str(space.path), sets, num_trials, trials, cells, seeds, searched=searched, space=space)
 
     @classmethod
     def from_space(cls, space_arg: Any, sets: dict[str, Any]) -> Plan:
@@ -66,7 +80,7 @@ class Plan:
         return cls.build(space, sets)
 
     def to_json(self) -> str:
-        keys = ("space_path", "sets", "num_trials", "trials", "cells", "seeds", "max_concurrent")
+        keys = ("space_path", "sets", "num_trials", "trials", "cells", "seeds", "max_concurrent", "searched")
         return json.dumps({k: getattr(self, k) for k in keys}, indent=1)
 
     @classmethod

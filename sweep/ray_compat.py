@@ -13,6 +13,8 @@ why, so upgrading Ray means running the canary tests, which fail loudly when one
   (``placement_group_table()`` omits it), to free what an early-stopped trial's Train run leaves.
 - ``live_actor_classes``: the classes of the actors alive now, from GCS (the public state API needs the
   dashboard), to check that no per-trial helper actor outlives its trial.
+- ``bootstrap_address``: what ``ray.init(address=...)`` will dial ("auto" read from the environment and
+  the last ``ray start``), so a sweep can check it answers before ``ray.init`` retries for minutes.
 """
 
 from __future__ import annotations
@@ -71,3 +73,10 @@ def live_actor_classes() -> list[str]:
     from ray._private.state import actors
 
     return [a["ActorClassName"] for a in actors().values() if a["State"] == "ALIVE"]
+
+
+def bootstrap_address(address: str) -> str | None:
+    """``address`` as the host:port ``ray.init`` connects to; None when "auto" finds no running cluster."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    return canonicalize_bootstrap_address(address)

@@ -198,6 +198,12 @@ def write_trial(sweep_dir: str | Path, row: dict[str, Any], history: list[dict[s
 # Reading
 
 
+def read_trial(sweep_dir: str | Path, trial_id: str) -> dict[str, Any] | None:
+    """The ``trials/`` row of one trial as a dict; None before its file has landed."""
+    data = storage.read_bytes(storage.join(str(sweep_dir), TRIALS_DIR, f"{trial_id}.parquet"))
+    return pq.read_table(io.BytesIO(data)).to_pylist()[0] if data else None
+
+
 def trial_ids(sweep_dir: str | Path) -> set[str]:
     """Trials whose file has landed."""
     names = storage.list_files(storage.join(sweep_dir, TRIALS_DIR))

@@ -17,14 +17,25 @@ from ray import tune
 
 from cycleseg.model.config import TrialConfig
 from cycleseg.model.errors import UserError
+from cycleseg.model.io import check_name, check_output_dir
 from cycleseg.model.resolve import parse_set, resolve_config
 from cycleseg.sweep import storage as store
 from cycleseg.sweep.callbacks import ReleaseTrainResources, ResultsCallback, release_leftover_groups
-from cycleseg.sweep.cluster import Resources, alive_nodes, max_concurrent_trials, resolve_resources, start_ray
+from cycleseg.sweep.cluster import (
+    Resources,
+    alive_nodes,
+    check_resource_options,
+    max_concurrent_trials,
+    resolve_resources,
+    start_ray,
+)
+from cycleseg.sweep.console import CONSOLE, ConsoleCallback, RayLog, ray_output_away
 from cycleseg.sweep.dry_run import print_dry_run, varying_fields
 from cycleseg.sweep.plan import PLAN_FILE, Plan
+from cycleseg.sweep.scheduler import CellASHA
 from cycleseg.sweep.search import CellSearcher
 from cycleseg.sweep.summary import print_summary
+from cycleseg.sweep.tracking import MlflowCallback, check_tracking
 from cycleseg.sweep.trial import DRIVER_RESOURCES, cycleseg_trial, trial_dirname
 
 TRAIN_DIR = "train"
@@ -37,8 +48,15 @@ def _locations(storage: str, name: str) -> tuple[str, str]:
 
 
 def _read_plan(sweep_dir: str) -> Plan | None:
-    data = store.read_bytes(store.join(sweep_dir, PLAN_FILE))
-    return Plan.from_json(data.decode()) if data is not None else None
+    path = store.join(sweep_dir, PLAN_FILE)
+    data = store.read_bytes(path)
+    if data is None:
+        return None
+    try:
+        return Plan.from_json(data.decode())
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise UserError(f"'{path}' is damaged ({type(e).__name__}); the sweep cannot be resumed from it: start a new "
+                        "--name (finished trials stay readable in their trials/ files)") from None
 
 
 def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
@@ -50,8 +68,9 @@ def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
         key = cache_key(cfg)
         if key not in refs:
             data = prepare_dataset(cfg, progress=True)
-            print(f"data: {cfg.dataset} {data.info.height}x{data.info.width}, {len(data.train_images)} train / "
-                  f"{len(data.val_images)} val / {len(data.test_images)} test images, decoded once for all trials")
+            CONSOLE.line(f"data: {cfg.dataset} {data.info.height}x{data.info.width}, {len(data.train_images)} train / "
+                         f"{len(data.val_images)} val / {len(data.test_images)} test images, decoded once for all "
+                         "trials")
             refs[key] = ray.put(data)
     return refs
 
@@ -77,12 +96,20 @@ def run_sweep(
     max_concurrent: int | None = None,
     dry_run: bool = False,
     resume: bool = False,
+    verbose: bool = False,
+    mlflow: str | None = None,
 ) -> SweepOutcome | None:
     """Run a sweep, or with ``resume`` finish one; returns its outcome (None for a dry run).
 
     ``space`` None is the demo space, or with ``resume`` the plan the sweep was started with.
     """
     overrides = parse_set(list(sets))
+    check_resource_options(workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent)
+    check_tracking(mlflow)
+    if not store.is_uri(storage):
+        check_output_dir(store.local_path(storage), "--storage")
+    if name is not None:
+        check_name(name, "--name")
     if resume:
         if not name:
             raise UserError("--resume needs --name: the sweep to finish (a folder under --storage)")
@@ -97,7 +124,7 @@ def run_sweep(
             )
     else:
         plan = Plan.from_space(space, overrides)
-        name = name or plan.load_space().name
+        name = name or check_name(plan.load_space().name, "the space's file name (the default --name)")
         root, sweep_dir = _locations(storage, name)
     if dry_run:
         print_dry_run(plan)
@@ -109,6 +136,17 @@ def run_sweep(
     if gpus_per_worker == 0 and any(c.device.startswith("cuda") for c in configs):
         raise UserError("a trial sets device=cuda but --gpus-per-worker is 0; give workers GPUs or set device=auto")
 
+    with ray_output_away(verbose) as log:
+        failed = _run(plan, name, root, sweep_dir, configs, resume=resume, address=address, log=log,
+                      mlflow=mlflow, workers_per_trial=workers_per_trial, gpus_per_worker=gpus_per_worker,
+                      cpus_per_worker=cpus_per_worker, max_concurrent=max_concurrent)
+    return SweepOutcome(sweep_dir, failed)
+
+
+def _run(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[TrialConfig], *, resume: bool,
+         address: str | None, log: RayLog | None, mlflow: str | None, workers_per_trial: int,
+         gpus_per_worker: float | None, cpus_per_worker: float, max_concurrent: int | None) -> int:
+    """Start or join Ray, run the Tuner, print the summary; returns how many trials failed."""
     started = start_ray(address)
     try:
         nodes = alive_nodes()
@@ -120,52 +158,41 @@ def run_sweep(
             raise UserError(f"--resume: sweep '{name}' runs {plan.max_concurrent} trials at once but this cluster "
                             f"fits {concurrent} with these options; resume on the cluster and options it started with")
         if len(nodes) > 1 and not store.is_uri(root):
-            print(f"note: {len(nodes)} nodes: --storage {root} must be a shared filesystem mounted at the same "
-                  "path on every node (or an s3:// / gs:// URI)")
+            CONSOLE.line(f"note: {len(nodes)} nodes: --storage {root} must be a shared filesystem mounted at the same "
+                         "path on every node (or an s3:// / gs:// URI)")
+        if log is not None:  # the checks are done: the sweep starts, and its folder with it
+            CONSOLE.line(f"Ray's own output: {log.place(sweep_dir)} (--verbose shows it here)")
         refs = _prepare_data(configs)
         settings = {"resources": r, "train_storage": store.join(sweep_dir, TRAIN_DIR)}
         trainable = tune.with_resources(
             tune.with_parameters(cycleseg_trial, settings=settings, data_refs=refs), DRIVER_RESOURCES
         )
-        print(f"sweep '{name}': {plan.num_trials} trials, up to {concurrent} at once, each {r.workers} worker(s) × "
-              f"({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU) -> {sweep_dir}")
+        CONSOLE.line(f"sweep '{name}': {plan.num_trials} trials, up to {concurrent} at once, each {r.workers} "
+                     f"worker(s) × ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU) -> {sweep_dir}")
         if resume and tune.Tuner.can_restore(sweep_dir):
             tuner = tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:  # a new sweep, or one whose driver died before Tune saved any state
             plan.max_concurrent = concurrent
             store.write_bytes(store.join(sweep_dir, PLAN_FILE), plan.to_json().encode())
-            tuner = _new_tuner(plan, trainable, name, root, sweep_dir, r, concurrent)
+            tuner = _new_tuner(plan, trainable, name, root, sweep_dir, r, concurrent, log is None, mlflow)
         tuner.fit()
         release_leftover_groups()
-        failed = print_summary(sweep_dir, name)
+        return print_summary(sweep_dir, name)
     finally:
         if started:
             ray.shutdown()
-    return SweepOutcome(sweep_dir, failed)
 
 
 def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str, r: Resources,
-               concurrent: int) -> tune.Tuner:
-    from ray.tune.schedulers import ASHAScheduler
-
+               concurrent: int, verbose: bool, mlflow: str | None) -> tune.Tuner:
     space = plan.load_space()
     scheduler = None
     if space.scheduler is not None:
-        s = space.scheduler
-        max_t = s.max_t or max(c["epochs"] for c in plan.rows())
-        scheduler = ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=max_t,
-                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+        max_t = space.scheduler.max_t or max(c["epochs"] for c in plan.rows())
+        scheduler = CellASHA(space.scheduler, max_t, tuple(plan.searched))
     shown = [k for k in varying_fields(plan.rows()) if k != "seed"]
     if space.search is not None:
         shown += list(space.search.params)
-    params = {f"trial/cfg/{k}": k for k in [*shown, "seed"]}
-    if any(plan.variants()):
-        params["trial/variant"] = "variant"
-    reporter = tune.CLIReporter(
-        parameter_columns=params,
-        metric_columns={"epoch": "epoch", "val_miou": "val mIoU", "val_pixel_acc": "pixel acc"},
-        max_report_frequency=30,
-    )
     if space.search is None:
         search_alg, param_space, num_samples = None, {"trial": tune.grid_search(plan.trials)}, 1
     else:
@@ -178,8 +205,11 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=root, progress_reporter=reporter, verbose=1,
-            callbacks=[ResultsCallback(name, sweep_dir, r.gpus), ReleaseTrainResources()],
+            name=name, storage_path=root, verbose=1 if verbose else 0,
+            # ResultsCallback first: the others read the trial's row when it ends
+            callbacks=[ResultsCallback(name, sweep_dir, r.gpus), ReleaseTrainResources(),
+                       ConsoleCallback(plan.num_trials, concurrent, [*shown, "seed"]),
+                       *([MlflowCallback(mlflow, name, sweep_dir)] if mlflow else [])],
             failure_config=tune.FailureConfig(max_failures=0),  # Train retries workers itself
         ),
     )

@@ -27,7 +27,11 @@ class CellSearcher(Searcher):
 
         super().__init__(metric=search.metric, mode=search.mode)
         self.cells, self.search, self.seeds = cells, search, list(seeds)
-        sampler = TPESampler if search.algorithm == "tpe" else RandomSampler
+        def sampler(seed: int) -> Any:
+            if search.algorithm == "tpe":
+                return TPESampler(seed=seed, n_startup_trials=search.startup_trials)
+            return RandomSampler(seed=seed)
+
         self.inner = [
             OptunaSearch(
                 space={name: p.to_optuna() for name, p in search.params.items()},

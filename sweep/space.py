@@ -135,6 +135,8 @@ class SearchSpec(BaseModel):
     metric: str = "val_miou"
     mode: Literal[MODES] = "max"  # type: ignore[valid-type]
     seed: Annotated[int, Field(ge=0)] = 0
+    startup_trials: Annotated[int, Field(ge=1)] = Field(
+        10, description="tpe: random samples per cell before TPE models the results (Optuna's n_startup_trials)")
     params: dict[FieldName, ParamSpec] = Field(min_length=1)
     points_to_evaluate: list[dict[FieldName, Any]] = []
 
@@ -180,6 +182,14 @@ class SpaceFile(BaseModel):
     search: SearchSpec | None = None
     scheduler: SchedulerSpec | None = None
 
+    @model_validator(mode="after")
+    def _scheduler_needs_a_search(self) -> SpaceFile:
+        if self.scheduler is not None and self.search is None:
+            raise ValueError("early stopping compares configurations within a grid cell, and without a search: "
+                             "section every cell holds one configuration, so it would never stop a trial; add a "
+                             "search: (e.g. distribution: choice over the values you grid) or remove scheduler:")
+        return self
+
 
 class _SpaceFileSchema(SpaceFile):
     base: ConfigLayer | str = Field(  # type: ignore[valid-type]
@@ -222,7 +232,7 @@ def _space_error(e: ValidationError, where: str) -> str:
     if err["type"] == "missing":
         return f"{where}{name} is required"
     if err["type"] == "value_error":
-        return f"{where}{name}: {err['msg'].removeprefix('Value error, ')}"
+        return f"{where}{name + ': ' if name else ''}{err['msg'].removeprefix('Value error, ')}"
     field_name = next((str(p) for p in reversed(loc) if str(p) in FIELD_NAMES), None)
     line = error_line(ValidationError.from_exception_data("x", [{**err, "loc": (field_name or name,)}]))
     return f"{where}{line.replace(field_name or name, name, 1)}"

@@ -9,7 +9,10 @@ for GCS).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +93,17 @@ def is_dir(location: str | Path) -> bool:
         fs, path = _fs(str(location))
         return fs.get_file_info(path).type == pafs.FileType.Directory
     return local_path(location).is_dir()
+
+
+@contextlib.contextmanager
+def local_copy(location: str | Path) -> Iterator[Path]:
+    """A local folder with the content of ``location``: itself when local, else a temporary download."""
+    if not is_uri(location):
+        yield local_path(location)
+        return
+    import pyarrow.fs as pafs
+
+    fs, path = _fs(str(location))
+    with tempfile.TemporaryDirectory(prefix="cycleseg-") as tmp:
+        pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        yield Path(tmp)

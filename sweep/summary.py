@@ -1,5 +1,5 @@
 """The sweep's closing summary: trials by status, each failed trial, Table 1 with its paired gains (test mIoU at
-the epochs chosen on val), the best configuration (chosen on val), and where the files are."""
+the epochs chosen on val), a search's best configuration per grid cell (chosen on val), and where the files are."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 
 from cycleseg.sweep import results as res
 from cycleseg.sweep import storage
+from cycleseg.sweep.console import CONSOLE
 from cycleseg.sweep.dry_run import varying_fields
-from cycleseg.sweep.export import rank_configs
+from cycleseg.sweep.export import cell_winners, searched_fields
 from cycleseg.sweep.report.derive import prepare
 from cycleseg.sweep.report.paper import Paper
 from cycleseg.sweep.report.tables import power_notes, table1, table1_layout
@@ -18,18 +19,19 @@ from cycleseg.sweep.text import text_table
 def print_summary(sweep_dir: str, name: str) -> int:
     """Print the summary; returns how many trials failed after their retries."""
     if not res.trial_ids(sweep_dir):
-        print(f"\nsweep '{name}': no trial finished")
+        CONSOLE.line(f"\nsweep '{name}': no trial finished")
         return 0
     df = res.read_sweeps([sweep_dir]).trials
-    print()
+    CONSOLE.line()
     counts = df["status"].value_counts()
-    print(f"sweep '{name}': {len(df)} trials: " + ", ".join(f"{counts[s]} {s}" for s in res.STATUSES if s in counts))
+    by_status = ", ".join(f"{counts[s]} {s}" for s in res.STATUSES if s in counts)
+    CONSOLE.line(f"sweep '{name}': {len(df)} trials: {by_status}")
     varying = varying_fields([json.loads(c) for c in df["config_json"]])
     failed = df[df["status"] == "failed"].sort_values("trial_id")
     for row in failed.itertuples():
         cfg = json.loads(row.config_json)
         desc = " ".join(f"{k}={cfg[k]}" for k in varying) or "(the one configuration)"
-        print(f"failed: {row.trial_id} ({desc}): {row.error}; full log: "
+        CONSOLE.line(f"failed: {row.trial_id} ({desc}): {row.error}; full log: "
               f"{storage.join(sweep_dir, row.trial_id, 'error.txt')}")
     done = df[df["status"] == "completed"]
     if done.empty:
@@ -37,20 +39,22 @@ def print_summary(sweep_dir: str, name: str) -> int:
     t = prepare(df, "test_miou")
     summary, gains = table1(t, Paper.load(), "t")
     for block in sorted(summary["block"].unique()) if not summary.empty else []:
-        print(f"\nTable 1 — {block}: test mIoU at the epoch chosen on val, mean ± sd over seeds; "
+        CONSOLE.line(f"\nTable 1 — {block}: test mIoU at the epoch chosen on val, mean ± sd over seeds; "
               "gains paired by seed with 95 % t CI (* excludes 0), MDE = smallest gain these seeds detect")
-        print(text_table(*table1_layout(summary, gains, block)))
+        CONSOLE.line(text_table(*table1_layout(summary, gains, block)))
         for note in power_notes(gains, block):
-            print(note)
-    best = rank_configs(done, "val_miou", "max", per_seed=False).iloc[0]
-    members = done[done["group_hash"] == best["group_hash"]]
-    cfg = json.loads(members["config_json"].iloc[0])
-    desc = " ".join(f"{k}={cfg[k]}" for k in varying if k != "seed") or "(one configuration)"
-    variant = members["variant"].iloc[0]
-    variant = f" [variant {variant}]" if isinstance(variant, str) else ""
-    print(f"\nbest configuration (chosen on val): {desc}{variant}, val mIoU {best['mean']:.4f} ± {best['std']:.4f}, "
-          f"test mIoU {members['test_miou'].mean():.4f} (mean ± sd over {int(best['n'])} seed(s))")
-    print(f"results: {sweep_dir}/{res.TRIALS_DIR}/ (one row per trial), {sweep_dir}/{res.EPOCHS_DIR}/ "
-          f"(one row per epoch); e.g. pandas.read_parquet('{sweep_dir}/{res.TRIALS_DIR}')")
-    print(f"report: cycleseg report {sweep_dir}; export the best config: cycleseg best-config {sweep_dir} -o best.yaml")
+            CONSOLE.line(note)
+    searched = searched_fields(sweep_dir)
+    if searched:
+        CONSOLE.line(f"\nbest configuration per grid cell (chosen on val: mean val mIoU over seeds; searched: "
+              f"{', '.join(searched)}):")
+        for w in cell_winners(done, "val_miou", "max", searched):
+            cfg = json.loads(w.members["config_json"].iloc[0])
+            params = " ".join(f"{k}={cfg[k]:.4g}" if isinstance(cfg[k], float) else f"{k}={cfg[k]}" for k in searched)
+            CONSOLE.line(f"  {w.cell}: {params}, val mIoU {w.stats['mean']:.4f} ± {w.stats['std']:.4f}, test mIoU "
+                  f"{w.members['test_miou'].mean():.4f} (n={int(w.stats['n'])} seeds)")
+    CONSOLE.line(f"results: {sweep_dir}/{res.TRIALS_DIR}/ (one row per trial), {sweep_dir}/{res.EPOCHS_DIR}/ "
+                 f"(one row per epoch); e.g. pandas.read_parquet('{sweep_dir}/{res.TRIALS_DIR}')")
+    CONSOLE.line(f"report: cycleseg report {sweep_dir}; the best configuration(s): cycleseg best-config {sweep_dir} "
+                 "-o best/  (one YAML per grid cell)")
     return len(failed)

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write, atomic_write_text
-from cycleseg.sweep import stats
+from cycleseg.model.io import atomic_write, atomic_write_text, check_output_dir
+from cycleseg.sweep import stats, storage
 from cycleseg.sweep.report.derive import (
     CHOICE_METRIC,
     CLASS_IOU_COLUMN,
@@ -289,7 +289,7 @@ def _excluded_section(doc: _Doc, t: pd.DataFrame) -> None:
 
 def build_report(
     results: list[str | Path],
-    output: Path | None = None,
+    output: str | Path | None = None,
     metric: str = "test_miou",
     labeled_fraction: float | None = None,
     no_samples: bool = False,
@@ -298,10 +298,12 @@ def build_report(
     """Write ``output``/index.md with tables (CSV too) and PNGs; print Table 1. Returns index.md's path."""
     if ci not in stats.CI_METHODS:
         raise UserError(f"--ci must be one of {', '.join(stats.CI_METHODS)}, got '{ci}'")
+    if output is None and results and storage.is_uri(results[0]):
+        raise UserError(f"'{results[0]}' is on object storage: give the report a local folder with -o, e.g. -o report")
+    out = check_output_dir(output if output is not None else Path(str(results[0])) / "report", "-o/--output")
     sweeps = read_sweeps(list(results))
     t = prepare(sweeps.trials, metric)
     frac_of = _detail_fractions(t, labeled_fraction)
-    out = Path(output) if output is not None else Path(str(results[0])) / "report"
     out.mkdir(parents=True, exist_ok=True)
     doc = _Doc(out)
     paper = Paper.load()

@@ -1,7 +1,9 @@
-"""The report's sample grid (paper Fig. 2/3) from each row's best trial checkpoint."""
+"""The report's sample grid (paper Fig. 2/3) from each row's best trial checkpoint (best on val: the grid
+is a choice too). Checkpoints on object storage are downloaded for the drawing."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -9,16 +11,23 @@ import pandas as pd
 
 from cycleseg.model import checkpoint
 from cycleseg.model.errors import UserError
-from cycleseg.sweep.report.derive import is_null, row_sort_key
+from cycleseg.sweep import storage
+from cycleseg.sweep.report.derive import CHOICE_METRIC, is_null, row_sort_key
 
 SAMPLE_ROWS = 4
 
 
-def _checkpoint_dir(v: Any) -> Path | None:
+def _checkpoint_dir(v: Any) -> str | None:
+    """The checkpoint folder or URI ``v`` when it holds a checkpoint that this machine can read."""
     if is_null(v) or not str(v):
         return None
-    p = Path(str(v).removeprefix("file://"))
-    return p if (p / checkpoint.STATE).is_file() else None
+    if storage.is_uri(v):
+        try:
+            return str(v) if checkpoint.STATE in storage.list_files(str(v)) else None
+        except OSError:
+            return None
+    p = storage.local_path(v)
+    return str(p) if (p / checkpoint.STATE).is_file() else None
 
 
 def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tuple[Path | None, list[str]]:
@@ -31,9 +40,9 @@ def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tup
         & t["included"]
         & ((t["fraction"] == fraction) | (t["method"] == "full"))
     ]
-    picks: dict[str, Path] = {}
+    picks: dict[str, str] = {}
     for row in sorted(g["row"].unique(), key=row_sort_key):
-        r = g[g["row"] == row].sort_values("value", ascending=False)
+        r = g[g["row"] == row].sort_values(CHOICE_METRIC, ascending=False)
         ckpts = [
             (tid, _checkpoint_dir(c))
             for tid, c in zip(r["trial_id"], r.get("checkpoint_path", [None] * len(r)), strict=True)
@@ -41,7 +50,7 @@ def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tup
         usable = [(tid, c) for tid, c in ckpts if c is not None]
         if not usable:
             notes.append(
-                f"{row}: no checkpoint on this machine (checkpoint_path of its trials missing or not a local folder)"
+                f"{row}: no checkpoint this machine can read (checkpoint_path of its trials missing or unreachable)"
             )
             continue
         if usable[0][0] != ckpts[0][0]:
@@ -54,8 +63,10 @@ def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tup
         from cycleseg.model.visualize import save_sample_grid
 
         methods, generator, cfg0 = {}, None, None
-        for row, ckpt in picks.items():
-            cfg, method = checkpoint.load_trial(ckpt)
+        with contextlib.ExitStack() as stack:
+            local = {row: stack.enter_context(storage.local_copy(ckpt)) for row, ckpt in picks.items()}
+            loaded = {row: checkpoint.load_trial(folder) for row, folder in local.items()}
+        for row, (cfg, method) in loaded.items():
             methods[row] = method
             cfg0 = cfg0 or cfg
             if generator is None and "G_SI" in method.networks:

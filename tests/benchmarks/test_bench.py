@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from benchmarks.bench import H100_BF16_DENSE_TFLOPS, derive, format_table, parse_size, split_trial_time
+from benchmarks.bench import H100_BF16_DENSE_TFLOPS, derive, format_table, parse_size
+from benchmarks.ray_overhead import split_trial_time
 
 
 def test_parse_size():

@@ -70,15 +70,48 @@ def test_mean_over_seeds_beats_one_lucky_seed(sweep_dir, tmp_path):
 
 def test_only_completed_trials_count_and_where_filters(sweep_dir, tmp_path):
     out = tmp_path / "best.yaml"
-    assert export(sweep_dir, "-o", out).exit_code == 0
+    assert export(sweep_dir, "--where", "labeled_fraction == 0.2", "-o", out).exit_code == 0
     assert yaml.safe_load(out.read_text())["_source"]["trial_ids"] == ["b0", "b1"]  # not f0, d0, e0
     r = export(sweep_dir, "--where", "labeled_fraction == 0.5", "--metric", "final_val_miou", "-o", out)
     assert r.exit_code == 0
     got = yaml.safe_load(out.read_text())
     assert got["labeled_fraction"] == 0.5 and got["_source"]["value"] == pytest.approx(0.45)
     # mode=min picks the worst mean
-    assert export(sweep_dir, "--mode", "min", "-o", out).exit_code == 0
-    assert yaml.safe_load(out.read_text())["_source"]["trial_ids"] == ["c0", "c1"]  # mean 0.45 < 0.5 < 0.6
+    assert export(sweep_dir, "--where", "labeled_fraction == 0.2", "--mode", "min", "-o", out).exit_code == 0
+    assert yaml.safe_load(out.read_text())["_source"]["trial_ids"] == ["a0", "a1"]  # mean 0.5 < 0.6
+
+
+def test_one_winner_per_cell_a_grid_sweep_per_labeled_fraction(sweep_dir, tmp_path):
+    # two labeled fractions, one -o file: which is meant? say how to pick one, write nothing
+    r = export(sweep_dir, "-o", tmp_path / "best.yaml")
+    assert r.exit_code == 2 and "holds 2 grid cells" in r.output
+    assert "(labeled_fraction=0.2; labeled_fraction=0.5)" in r.output
+    assert "--where \"labeled_fraction == 0.2\"" in r.output and "-o best/" in r.output
+    assert not (tmp_path / "best.yaml").exists()
+    # a folder takes one file per cell
+    r = export(sweep_dir, "-o", f"{tmp_path}/best/")
+    assert r.exit_code == 0, r.output
+    files = {f.name: yaml.safe_load(f.read_text()) for f in (tmp_path / "best").iterdir()}
+    assert set(files) == {"best_labeled-fraction-0p2.yaml", "best_labeled-fraction-0p5.yaml"}
+    assert files["best_labeled-fraction-0p2.yaml"]["_source"]["trial_ids"] == ["b0", "b1"]
+    assert files["best_labeled-fraction-0p5.yaml"]["_source"]["trial_ids"] == ["c0", "c1"]
+
+
+def test_a_search_sweeps_cells_are_its_grid_cells(sweep_dir, tmp_path):
+    # another lr at 20 %, better than every λ: in a grid sweep lr is one more choice, so it wins the 20 % cell...
+    add_trial(sweep_dir, "g0", [0.8, 0.8], lambda_2=0.1, lr=0.01, seed=0)
+    add_trial(sweep_dir, "g1", [0.8, 0.8], lambda_2=0.1, lr=0.01, seed=1)
+    assert export(sweep_dir, "-o", f"{tmp_path}/grid/").exit_code == 0
+    assert len(list((tmp_path / "grid").iterdir())) == 2
+    best = yaml.safe_load((tmp_path / "grid" / "best_labeled-fraction-0p2.yaml").read_text())
+    assert best["lr"] == 0.01
+    # ...but a search over lambda_2 (sweep.json says so) compares λ's within each grid cell: lr is a grid factor
+    (sweep_dir / "sweep.json").write_text('{"searched": ["lambda_2"]}')
+    r = export(sweep_dir, "-o", f"{tmp_path}/search/")
+    assert r.exit_code == 0, r.output
+    picked = [yaml.safe_load(f.read_text()) for f in sorted((tmp_path / "search").iterdir())]
+    assert sorted((b["labeled_fraction"], b["lr"], b["lambda_2"]) for b in picked) == [
+        (0.2, 0.0002, 0.1), (0.2, 0.01, 0.1), (0.5, 0.0002, 0.1)]
 
 
 def test_trial_option_exports_that_exact_trial(sweep_dir, tmp_path):
@@ -99,7 +132,7 @@ def test_ranking_table_is_mean_std_n():
 
 def test_exported_yaml_runs_with_debug_and_as_a_sweep_base(sweep_dir, tmp_path):
     out = tmp_path / "best.yaml"
-    assert export(sweep_dir, "-o", out).exit_code == 0
+    assert export(sweep_dir, "--where", "labeled_fraction == 0.2", "-o", out).exit_code == 0
     cfg = resolve_config(load_config_file(out))  # _source is ignored
     assert cfg.hash() == pd.read_parquet(sweep_dir / "trials").set_index("trial_id").loc["b0", "config_hash"]
     space = tmp_path / "again.yaml"

@@ -1,7 +1,6 @@
 """Sweeps on an embedded Ray (2 CPUs, 1 logical GPU for fractional scheduling): Parquet out, faults,
 early stopping that frees its resources, a killed driver resumed, and what cannot fit refused."""
 
-import contextlib
 import json
 import os
 import signal
@@ -20,13 +19,10 @@ from click.testing import CliRunner
 
 from cycleseg.cli import main
 from cycleseg.model.errors import UserError
-from cycleseg.model.plugins import ENV as PLUGINS_ENV
 from cycleseg.sweep import ray_compat
 from cycleseg.sweep import results as res
-from cycleseg.sweep.cluster import start_ray
 from cycleseg.sweep.runner import run_sweep
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.processes import descendants, kill_leftovers
 
 pytestmark = pytest.mark.slow
 
@@ -41,26 +37,6 @@ base:
   digits_test: 10
   epochs: 2
 """
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("cache")
-        mp.setenv("CYCLESEG_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def cluster(cache):
-    """One embedded Ray for the module (each start costs ~10 s), with the test-only fault methods
-    (tests/faults.py) registered in the driver and, through the plugin variable, in every worker."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(PLUGINS_ENV, "tests.faults")
-        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        start_ray(num_cpus=2, num_gpus=1)
-        yield
-        ray.shutdown()
 
 
 def space(tmp_path, extra, name="space.yaml"):
@@ -163,59 +139,49 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
     assert {g["state"] for g in ray.util.placement_group_table().values()} <= {"REMOVED"}
 
 
-@pytest.mark.timeout(300)  # a leaked placement group would make the third trial wait forever
-def test_asha_stops_a_trial_and_later_trials_still_run(cluster, tmp_path):
-    # ASHA on the reported lr (deterministic): lr 1e-5 is below the rung of the first trial and
-    # stops after epoch 1. Each trial's worker holds the only (logical) GPU, so trials run one at a
-    # time and the third can start only if the stopped trial's placement group was freed.
+@pytest.mark.timeout(400)  # a leaked placement group would make later trials wait forever
+def test_early_stopping_per_cell_with_seeds_together_finds_each_cells_known_optimum(cluster, tmp_path):
+    """The known-answer method (tests/known_answer.py): every 10 % score lies below every 20 % score.
+
+    Per cell, in this order: λ2 = 0.01 (the 10 % optimum), 1.0, 0.1 (the 20 % optimum), 2 seeds each,
+    2 trials at a time (each worker holds half the logical GPU: later trials start only if stopped trials
+    freed theirs). At rung 1 of the 10 % cell 1.0 falls below 0.01 and stops, both seeds; one ASHA over
+    the sweep would have stopped the whole 10 % cell behind the 20 % one.
+    """
     p = space(tmp_path, """
     grid:
-      lr: [0.001, 0.00001, 0.002]
-    scheduler: {type: asha, metric: lr, mode: max, grace_period: 1, reduction_factor: 2}
+      method: [known_answer]
+      epochs: [3]
+      labeled_fraction: [0.1, 0.2]
+    seeds: [0, 1]
+    search:
+      num_samples: 3
+      params:
+        lambda_2: {distribution: loguniform, low: 0.001, high: 1.0}
+      points_to_evaluate: [{lambda_2: 0.01}, {lambda_2: 1.0}, {lambda_2: 0.1}]
+    scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
     """)
-    sweep_dir = run_sweep(p, storage=str(tmp_path / "runs"), name="asha", gpus_per_worker=1).sweep_dir
-    df = pd.read_parquet(Path(sweep_dir) / "trials").set_index("lr")
-    assert df.loc[0.00001, "status"] == "early_stopped" and df.loc[0.00001, "epochs_run"] == 1
-    assert list(df.loc[[0.001, 0.002], "status"]) == ["completed", "completed"]
-    assert list(df.loc[[0.001, 0.002], "epochs_run"]) == [2, 2]
+    r = CliRunner().invoke(main, ["sweep", str(p), "--storage", str(tmp_path / "runs"), "--name", "cells",
+                                  "--gpus-per-worker", "0.5"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    df = pd.read_parquet(tmp_path / "runs" / "cells" / "trials")
+    assert len(df) == 12
+    status = df.groupby(["labeled_fraction", "lambda_2"])["status"].agg(lambda s: sorted(set(s)))
+    # every configuration's seeds share one status (seeds together)
+    assert all(len(v) == 1 for v in status), status
+    status = status.map(lambda v: v[0])
+    assert status[0.1, 1.0] == "early_stopped"
+    # the weaker cell completes its best configuration, and each cell its optimum
+    assert status[0.1, 0.01] == "completed" and status[0.2, 0.1] == "completed"
+    stopped = df[df["status"] == "early_stopped"]
+    assert (stopped["epochs_run"] < 3).all() and (df.loc[df["status"] == "completed", "epochs_run"] == 3).all()
+    # the closing summary names one winner per cell, on val: the known optima
+    lines = r.output.split("best configuration per grid cell")[1].splitlines()
+    assert any(ln.strip().startswith("labeled_fraction=0.1: lambda_2=0.01,") for ln in lines), r.output
+    assert any(ln.strip().startswith("labeled_fraction=0.2: lambda_2=0.1,") for ln in lines), r.output
     assert {g["state"] for g in ray.util.placement_group_table().values()} <= {"REMOVED"}
     # Train's per-run cleaner actor (it needs the dashboard, and would outlive stopped trials) is not started
     assert "PlacementGroupCleaner" not in ray_compat.live_actor_classes()
-
-
-def _processes():
-    """{pid: (parent pid, start time)} from /proc."""
-    out = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[int(d.name)] = (int(fields[1]), fields[19])
-    return out
-
-
-def _descendants(pid):
-    """{pid: start time} of every process below ``pid``: what the driver started, to clean up after it."""
-    procs = _processes()
-    found, todo = {}, [pid]
-    while todo:
-        parent = todo.pop()
-        for p, (ppid, start) in procs.items():
-            if ppid == parent and p not in found:
-                found[p] = start
-                todo.append(p)
-    return found
-
-
-def _kill_leftovers(started):
-    """SIGKILL the processes in ``started`` that still run (same pid and start time: not a reused pid)."""
-    procs = _processes()
-    for pid, start in started.items():
-        if pid in procs and procs[pid][1] == start:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.timeout(400)
@@ -237,7 +203,7 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
-            spawned.update(_descendants(driver.pid))
+            spawned.update(descendants(driver.pid))
             done = list((sweep_dir / "trials").glob("*.parquet")) if (sweep_dir / "trials").is_dir() else []
             running = [d for d in (sweep_dir / "train").glob("*") if list(d.glob("checkpoint_*"))] if done else []
             running = [d for d in running if d.name not in {f.stem for f in done}]
@@ -254,7 +220,7 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
         driver.kill()
         driver.wait()
         time.sleep(3)  # Ray's own processes follow the driver; a few helpers linger
-        _kill_leftovers(spawned)
+        kill_leftovers(spawned)
     assert len(list((sweep_dir / "trials").glob("*.parquet"))) == 1
 
     run_sweep(None, name="killed", storage=str(storage), resume=True, gpus_per_worker=0)

@@ -171,6 +171,12 @@ def _sweep(*args):
          ["search.params: unknown config key 'lamda_1' (did you mean 'lambda_1'?)"]),
         (TINY_BASE + "search:\n  num_sample: 3\n", ["unknown key 'num_sample' in search (did you mean"]),
         (TINY_BASE + "scheduler:\n  type: hyperband\n", ["scheduler.type must be one of: asha, got 'hyperband'"]),
+        (TINY_BASE + "grid:\n  lr: [0.001, 0.002]\nscheduler: {type: asha}\n",
+         ["early stopping compares configurations within a grid cell", "add a search:"]),
+        (TINY_BASE + "search:\n  metric: test_miou\n  params:\n    lr: {distribution: choice, values: [0.1]}\n",
+         ["'test_miou' is a test metric", "use val_miou"]),
+        (TINY_BASE + "search:\n  params:\n    lr: {distribution: choice, values: [0.1]}\n"
+         "scheduler:\n  metric: val_mIoU\n", ["unknown metric 'val_mIoU' (did you mean 'val_miou'?)"]),
         ("base: [1, 2]\n", ["base must be a mapping"]),
         ("- just\n- a list\n", ["must be a mapping"]),
     ],
