@@ -22,10 +22,21 @@ from pathlib import Path
 
 import pytest
 
+from cycleseg.model.plugins import ENV as PLUGINS_ENV
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 SHADOWS = ("model.py", "sweep.py", "cli.py")
+# what other tests of the same session may have set: the sweep tests' PYTHONPATH holds the checkout (whose
+# cycleseg.egg-info would make pip skip the wheel as "already installed") and their plugin list names
+# modules under tests/, which a user's environment does not have
+FOREIGN = ("PYTHONPATH", "RAY_ADDRESS", PLUGINS_ENV)
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a user who only installed the wheel."""
+    return {**{k: v for k, v in os.environ.items() if k not in FOREIGN}, **extra}
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
@@ -40,7 +51,7 @@ def wheel(tmp_path_factory) -> Path:
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "runs",
                                                              "__pycache__", ".*_cache"))
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(out), str(src)], capture_output=True, text=True, timeout=300)
+                        "-w", str(out), str(src)], capture_output=True, text=True, timeout=300, env=user_env())
     assert r.returncode == 0, r.stderr
     (whl,) = out.glob("cycleseg-*.whl")
     return whl
@@ -50,19 +61,19 @@ def wheel(tmp_path_factory) -> Path:
 def installed(wheel, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """(the venv's cycleseg command, the environment to run it with)."""
     venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=user_env())
     py = venv / "bin" / "python"
     target = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 capture_output=True, text=True, check=True).stdout.strip())
+                                 capture_output=True, text=True, check=True, env=user_env()).stdout.strip())
     # a plain path entry: the dependencies are found there, but its .pth files (our editable install's
     # finder among them) are not run, so `cycleseg` can only come from the wheel
     (target / "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=user_env())
     assert r.returncode == 0, r.stderr
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
-    env["CYCLESEG_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return venv / "bin" / "cycleseg", env
+    cycleseg = venv / "bin" / "cycleseg"
+    assert cycleseg.is_file(), f"pip installed no cycleseg command: {r.stdout}{r.stderr}"
+    return cycleseg, user_env(CYCLESEG_CACHE=str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture
