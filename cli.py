@@ -58,6 +58,9 @@ class _Cli(click.Group):
         kwargs.pop("standalone_mode", None)
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:  # a bare `cycleseg`: the help, as asked
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as e:
             where = f" (see '{e.ctx.command_path} --help')" if getattr(e, "ctx", None) is not None else ""
             click.echo(f"error: {_one_line(e.format_message())}{where}", err=True)
@@ -126,14 +129,20 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: str, resume: boo
 @click.option("--verbose", is_flag=True, help="Show Ray's own output too (by default it goes to <sweep>/logs/).")
 @click.option("--mlflow", metavar="URI", default=None,
               help="Log every trial as an MLflow run to this tracking server (extra: cycleseg[mlflow]).")
+@click.option("--list", "list_spaces", is_flag=True, help="List the shipped spaces and exit.")
 @_user_errors
-def sweep(space: str | None, sets: tuple[str, ...], **opts: Any) -> None:
+def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: Any) -> None:
     """Run a search space (YAML) as Ray Tune trials, each trained by Ray Train; results as Parquet.
 
-    SPACE is a YAML file or a shipped space (demo, table1, ablation, lambdas); default demo, or with
+    SPACE is a YAML file or a shipped space (see `cycleseg sweep --list`); default demo, or with
     --resume the trials the sweep was started with. Exit status 1 when a trial failed after its retries
     (diverged and early-stopped trials are results, not failures).
     """
+    if list_spaces:
+        from cycleseg.sweep.space import describe_shipped
+
+        click.echo(describe_shipped())
+        return
     from cycleseg.sweep.runner import run_sweep
 
     outcome = run_sweep(space, sets=list(sets), **opts)
@@ -178,7 +187,7 @@ def best_config(results: str, **opts: Any) -> None:
               help="Fraction for the per-class IoU tables and sample grids (default: the smallest).")
 @click.option("--no-samples", is_flag=True, help="Skip the sample grid (needs the checkpoints).")
 @click.option("--ci", type=click.Choice(["t", "bootstrap"]), default="t", show_default=True,
-              help="Interval for paired differences (bootstrap only with >= 4 seeds).")
+              help="Interval for paired differences (bootstrap where a cell has >= 4 seed pairs, else t).")
 @_user_errors
 def report(results: tuple[str, ...], **opts: Any) -> None:
     """Tables (paper Table 1/2 replicas with paired gains and CIs), plots and sample grids.

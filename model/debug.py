@@ -101,6 +101,7 @@ def debug_run(cfg: TrialConfig, out: str | Path, *, resume: bool = False) -> lis
     from cycleseg.model.visualize import save_sample_grid
 
     out = check_out(cfg, out, resume)
+    device = resolve_device(cfg.device)  # refused before anything is written
     data = prepare_dataset(cfg, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG_FILE, config_to_yaml(cfg, header=f"# cycleseg resolved config ({cfg.hash()})\n"))
@@ -108,7 +109,7 @@ def debug_run(cfg: TrialConfig, out: str | Path, *, resume: bool = False) -> lis
         f"cycleseg debug: {cfg.method} on {cfg.dataset} ({len(data.train_images)} train / {len(data.val_images)} "
         f"val / {len(data.test_images)} test, {data.info.num_classes} classes), "
         f"labeled_fraction={cfg.labeled_fraction}, seed={cfg.seed}, "
-        f"preset={cfg.preset}, {cfg.epochs} epochs, device={resolve_device(cfg.device)} -> {out}"
+        f"preset={cfg.preset}, {cfg.epochs} epochs, device={device} -> {out}"
     )
     ckpt = out / checkpoint.FOLDER
     reporter = LocalReporter(out, checkpoint.read_history(ckpt) if resume else [])

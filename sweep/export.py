@@ -13,12 +13,14 @@ and as a search space's ``base:``.
 
 from __future__ import annotations
 
+import ast
 import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -29,10 +31,13 @@ from cycleseg.model.records import TEST_PREFIX
 from cycleseg.model.registry import suggest
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import results as res
-from cycleseg.sweep import storage
+from cycleseg.sweep import stats
 from cycleseg.sweep.dry_run import varying_fields
-from cycleseg.sweep.plan import PLAN_FILE, cell_key
+from cycleseg.sweep.plan import cell_key, read_plan
 from cycleseg.sweep.report.derive import slug
+
+LEARNED_IOU = 0.01  # a class with a lower IoU was not learned (a caveat when only one class reaches it)
+WHERE_FIELDS = frozenset(FIELD_NAMES) | {"variant"}
 
 
 def rank_configs(df: pd.DataFrame, metric: str, mode: str, *, per_seed: bool) -> pd.DataFrame:
@@ -56,6 +61,22 @@ def is_test_column(column: str) -> bool:
     return column.startswith(TEST_PREFIX) or column.startswith(f"final_{TEST_PREFIX}")
 
 
+def check_where(where: str) -> None:
+    """``--where`` picks configurations, so it may name only config fields: a filter on a result (a test metric
+    above all) would choose on it, and would split a configuration's seeds by how they turned out."""
+    try:
+        tree = ast.parse(where, mode="eval")
+    except SyntaxError:
+        raise UserError(f"--where '{where}' is not an expression on config fields; e.g. --where "
+                        "'labeled_fraction == 0.2 and method == \"cyclegan\"'") from None
+    names = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - WHERE_FIELDS)
+    if names:
+        hint = suggest(names[0], sorted(WHERE_FIELDS))
+        raise UserError(f"--where may name only config fields (it picks configurations; results pick the best "
+                        f"among them, on val): {', '.join(names)} {'is' if len(names) == 1 else 'are'} not one{hint}; "
+                        "to rank on a result use --metric")
+
+
 def check_choice_metric(df: pd.DataFrame, metric: str) -> None:
     """``metric`` must be a val (or other non-test) result column: choose on val, report on test."""
     if is_test_column(metric):
@@ -73,15 +94,8 @@ def _plain(v: Any) -> Any:
 
 def searched_fields(results: str | Path) -> tuple[str, ...]:
     """The fields the sweep in ``results`` searched (its ``sweep.json``); () for a grid sweep or without a plan."""
-    path = storage.join(str(results), PLAN_FILE)
-    data = storage.read_bytes(path)
-    if data is None:
-        return ()
-    try:
-        return tuple(json.loads(data).get("searched", []))
-    except (ValueError, AttributeError):
-        raise UserError(f"'{path}' is damaged (not the JSON a sweep writes); restore it from a copy or delete it "
-                        "(best-config then treats every configuration as its own cell)") from None
+    plan = read_plan(results, "restore it from a copy, or delete it (then every configuration is its own cell)")
+    return tuple(plan.searched) if plan is not None else ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,25 @@ class Winner:
     cell: str  # what sets the cell apart from the others, e.g. "labeled_fraction=0.1"
     stats: pd.Series  # group_hash (or trial_id), mean, std, n
     members: pd.DataFrame
+    caveats: tuple[str, ...] = ()  # why this win may mean nothing (``caveats``)
+
+
+def caveats(group: pd.DataFrame, members: pd.DataFrame, metric: str, key: str) -> tuple[str, ...]:
+    """Why a cell's winner may be noise: its configurations differ no more than their seeds do, or it (and so
+    every configuration it beat) predicts a single class."""
+    out = []
+    if group[key].nunique() > 1:
+        p = stats.groups_differ_p([g[metric].to_numpy(float) for _, g in group.groupby("group_hash")])
+        if np.isnan(p):
+            out.append("one seed per configuration: the ranking cannot be told from seed noise; add seeds")
+        elif p >= 1 - stats.LEVEL:
+            out.append(f"its configurations differ no more than their seeds do (one-way ANOVA p = {p:.2f}): "
+                       "this winner is not distinguishable from the rest")
+    if metric == "val_miou" and all(np.count_nonzero(np.nan_to_num(np.asarray(v, float)) >= LEARNED_IOU) <= 1
+                                    for v in members["val_class_iou"]):
+        out.append(f"it predicts essentially one class (every other class has val IoU below {LEARNED_IOU}): nothing "
+                   "was learned to choose between; train longer or check the data")
+    return tuple(out)
 
 
 CONDITIONS = ("dataset", "labeled_fraction")  # what a grid sweep's configurations are chosen for
@@ -119,7 +152,8 @@ def cell_winners(done: pd.DataFrame, metric: str, mode: str, searched: tuple[str
         best = rank_configs(group, metric, mode, per_seed=per_seed).iloc[0]
         members = group[group[key] == best[key]].sort_values("seed")
         cfg = json.loads(members["config_json"].iloc[0])
-        out.append(Winner(" ".join(f"{k}={cfg[k]}" for k in differing) or "(one cell)", best, members))
+        out.append(Winner(" ".join(f"{k}={cfg[k]}" for k in differing) or "(one cell)", best, members,
+                          caveats(group, members, metric, key)))
     return out
 
 
@@ -135,6 +169,10 @@ def export_best_config(
 ) -> list[Path]:
     """Write the chosen configuration to ``output`` (atomically), or with several grid cells and ``output`` a
     folder one file per cell; return the paths written."""
+    if not str(output).strip():
+        raise UserError("-o/--output is empty; give a file (e.g. -o best.yaml) or a folder (e.g. -o best/)")
+    if where:
+        check_where(where)
     out = Path(output)
     folder = out.is_dir() or str(output).endswith(("/", "\\"))
     if folder:
@@ -180,10 +218,13 @@ def export_best_config(
         info = {**source, "selected": "single trial" if per_seed else "mean over seeds", "cell": w.cell,
                 "metric": metric, "mode": mode, "where": where, "value": float(w.stats["mean"]),
                 "std": float(w.stats["std"]), "n": int(w.stats["n"]),
-                "seeds": [_plain(s) for s in w.members["seed"]], "trial_ids": list(w.members["trial_id"])}
+                "seeds": [_plain(s) for s in w.members["seed"]], "trial_ids": list(w.members["trial_id"]),
+                "caveats": list(w.caveats)}
         dest = out / f"best_{slug(w.cell) or 'config'}.yaml" if folder else out
         what = f"{metric} {info['value']:.4f} ({info['selected']}, n={info['n']})"
         written.append(_write(row, info, dest, what + (f" [{w.cell}]" if folder else "")))
+        for c in w.caveats:
+            print(f"  caution: {c}")
     return written
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cycleseg.model.config import TrialConfig
+from cycleseg.model.errors import UserError
 from cycleseg.model.flops import step_flops, trial_flops
 from cycleseg.model.resolve import resolve_config
+from cycleseg.sweep import storage
 from cycleseg.sweep.space import SearchSpace, load_space
 
 PLAN_FILE = "sweep.json"
@@ -75,8 +78,12 @@ class Plan:
     @classmethod
     def from_space(cls, space_arg: Any, sets: dict[str, Any]) -> Plan:
         space = load_space(space_arg)
-        for k in space.shadowed(sets):
-            print(f"note: --set {k} is overridden in some trials by the space's grid, seeds, variants or search")
+        every, some = space.shadowed(sets)
+        if every:
+            raise UserError(f"--set {', '.join(every)}: the space sets {'it' if len(every) == 1 else 'them'} in every "
+                            "trial (grid, seeds or search), so --set would change nothing; edit a copy of the space")
+        for k in some:
+            print(f"note: --set {k} is overridden in the trials of the variants that set {k}")
         return cls.build(space, sets)
 
     def to_json(self) -> str:
@@ -103,3 +110,15 @@ class Plan:
 
     def same_trials(self, other: Plan) -> bool:
         return (self.trials, self.cells, self.seeds) == (other.trials, other.cells, other.seeds)
+
+
+def read_plan(sweep_dir: str | Path, fix: str) -> Plan | None:
+    """The plan stored in ``sweep_dir`` (None without one); a damaged one is a ``UserError`` ending in ``fix``."""
+    path = storage.join(str(sweep_dir), PLAN_FILE)
+    data = storage.read_bytes(path)
+    if data is None:
+        return None
+    try:
+        return Plan.from_json(data.decode())
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise UserError(f"'{path}' is damaged ({type(e).__name__}, not the JSON a sweep writes); {fix}") from None

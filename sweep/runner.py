@@ -31,7 +31,7 @@ from cycleseg.sweep.cluster import (
 )
 from cycleseg.sweep.console import CONSOLE, ConsoleCallback, RayLog, ray_output_away
 from cycleseg.sweep.dry_run import print_dry_run, varying_fields
-from cycleseg.sweep.plan import PLAN_FILE, Plan
+from cycleseg.sweep.plan import PLAN_FILE, Plan, read_plan
 from cycleseg.sweep.scheduler import CellASHA
 from cycleseg.sweep.search import CellSearcher
 from cycleseg.sweep.summary import print_summary
@@ -48,15 +48,8 @@ def _locations(storage: str, name: str) -> tuple[str, str]:
 
 
 def _read_plan(sweep_dir: str) -> Plan | None:
-    path = store.join(sweep_dir, PLAN_FILE)
-    data = store.read_bytes(path)
-    if data is None:
-        return None
-    try:
-        return Plan.from_json(data.decode())
-    except (ValueError, TypeError, UnicodeDecodeError) as e:
-        raise UserError(f"'{path}' is damaged ({type(e).__name__}); the sweep cannot be resumed from it: start a new "
-                        "--name (finished trials stay readable in their trials/ files)") from None
+    return read_plan(sweep_dir, "the sweep cannot be resumed from it: start a new --name (finished trials stay "
+                                "readable in their trials/ files)")
 
 
 def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
@@ -73,6 +66,20 @@ def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
                          "trials")
             refs[key] = ray.put(data)
     return refs
+
+
+def _data_problems(configs: list[TrialConfig]) -> list[str]:
+    """Why each distinct dataset of ``configs`` could not be loaded here (checked before Ray starts)."""
+    from cycleseg.model.data import check_source
+
+    problems: list[str] = []
+    for cfg in configs:
+        try:
+            check_source(cfg)
+        except UserError as e:
+            if str(e) not in problems:
+                problems.append(str(e))
+    return problems
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ def run_sweep(
     ``space`` None is the demo space, or with ``resume`` the plan the sweep was started with.
     """
     overrides = parse_set(list(sets))
+    if not storage.strip():
+        raise UserError("--storage is empty; give a folder or an s3:// / gs:// URI, e.g. --storage runs")
     check_resource_options(workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent)
     check_tracking(mlflow)
     if not store.is_uri(storage):
@@ -126,15 +135,21 @@ def run_sweep(
         plan = Plan.from_space(space, overrides)
         name = name or check_name(plan.load_space().name, "the space's file name (the default --name)")
         root, sweep_dir = _locations(storage, name)
-    if dry_run:
-        print_dry_run(plan)
-        return None
-    if not resume and _read_plan(sweep_dir) is not None:
-        raise UserError(f"sweep '{name}' already exists in {root}; finish it with --resume --name {name} "
-                        "or choose another --name")
     configs = [resolve_config(c) for c in plan.rows()]
     if gpus_per_worker == 0 and any(c.device.startswith("cuda") for c in configs):
         raise UserError("a trial sets device=cuda but --gpus-per-worker is 0; give workers GPUs or set device=auto")
+    # what only this machine decides (the folder there, the data here): a dry run, often made elsewhere, notes it
+    stoppers = _data_problems(configs)
+    if not resume and _read_plan(sweep_dir) is not None:
+        stoppers.insert(0, f"sweep '{name}' already exists in {root}; finish it with --resume --name {name} "
+                           "or choose another --name")
+    if dry_run:
+        print_dry_run(plan)
+        for why in stoppers:
+            print(f"note: a real run here would stop: {why}")
+        return None
+    if stoppers:
+        raise UserError(stoppers[0])
 
     with ray_output_away(verbose) as log:
         failed = _run(plan, name, root, sweep_dir, configs, resume=resume, address=address, log=log,

@@ -299,14 +299,14 @@ class SearchSpace:
                     out.append(Cell(layer, name))
         return out
 
-    def shadowed(self, sets: dict[str, Any]) -> list[str]:
-        """``--set`` keys that grid factors, seeds, variants or the search override in some trial."""
-        keys = set(self.grid) | {k for v in self.variants.values() for k in v}
+    def shadowed(self, sets: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """``--set`` keys the space overrides: (in every trial: grid factors, seeds, the search's parameters;
+        in some trials only: a variant's fields)."""
+        every = set(self.grid) | (set(self.search.params) if self.search is not None else set())
         if self.seeds is not None:
-            keys.add("seed")
-        if self.search is not None:
-            keys |= set(self.search.params)
-        return sorted(k for k in sets if k in keys)
+            every.add("seed")
+        some = {k for v in self.variants.values() for k in v} - every
+        return sorted(k for k in sets if k in every), sorted(k for k in sets if k in some)
 
     def replicate_seeds(self, sets: dict[str, Any] | None = None) -> tuple[int, ...]:
         if self.seeds is not None:
@@ -351,6 +351,13 @@ def shipped_spaces() -> dict[str, Any]:
     """The spaces shipped inside the package: name -> resource (read through importlib.resources)."""
     root = importlib.resources.files(SHIPPED_PACKAGE)
     return {p.name[: -len(".yaml")]: p for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def describe_shipped() -> str:
+    """One line per shipped space: its name and description (``cycleseg sweep --list``)."""
+    spaces = {name: load_space(name) for name in sorted(shipped_spaces())}
+    width = max(map(len, spaces))
+    return "\n".join(f"{name:<{width}}  {space.description or ''}".rstrip() for name, space in spaces.items())
 
 
 def shipped_schema() -> str:

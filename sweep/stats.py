@@ -113,7 +113,8 @@ def summarize(values: Sequence[float], level: float = LEVEL) -> Summary:
 def paired_difference(
     a: Mapping[Hashable, float], b: Mapping[Hashable, float], *, ci: str = "t", level: float = LEVEL
 ) -> PairedDiff:
-    """Mean of ``a[k] − b[k]`` over shared keys with a ``ci`` interval ("t" or "bootstrap").
+    """Mean of ``a[k] − b[k]`` over shared keys with a ``ci`` interval ("t" or "bootstrap"; a bootstrap over fewer
+    than ``BOOTSTRAP_MIN_PAIRS`` pairs falls back to t, and ``ci_method`` says which was used).
 
     Keys with a non-finite value on either side count as unpaired.
     """
@@ -126,6 +127,8 @@ def paired_difference(
     n = len(d)
     mean = float(d.mean()) if n else math.nan
     sd = sample_std(d)
+    if ci == "bootstrap" and n < BOOTSTRAP_MIN_PAIRS:
+        ci = "t"  # too few pairs for a bootstrap (module docstring): the t interval, recorded as such
     lo, hi = t_interval(d, level) if ci == "t" else bootstrap_interval(d, level)
     p = math.nan
     if n >= 2 and sd > 0:
@@ -143,6 +146,21 @@ def paired_difference(
         only_a=tuple(sorted(ok_a - ok_b, key=repr)),
         only_b=tuple(sorted(ok_b - ok_a, key=repr)),
     )
+
+
+def groups_differ_p(groups: Sequence[Sequence[float]]) -> float:
+    """One-way ANOVA p-value: do these groups (a cell's configurations, each its seeds' values) differ by more
+    than the spread within them? NaN when it cannot be told: fewer than 2 groups, or no group with 2 values."""
+    clean = [_clean(g) for g in groups]
+    clean = [g for g in clean if len(g)]
+    if len(clean) < 2 or sum(len(g) for g in clean) <= len(clean):
+        return math.nan
+    if np.ptp(np.concatenate(clean)) == 0:
+        return 1.0  # every value equal: nothing differs
+    within = sum(float(((g - g.mean()) ** 2).sum()) for g in clean)
+    if within == 0:
+        return 0.0  # no seed noise at all, yet the groups differ
+    return float(sps.f_oneway(*clean).pvalue)
 
 
 def nanmean_rows(rows: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:

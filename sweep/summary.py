@@ -53,6 +53,8 @@ def print_summary(sweep_dir: str, name: str) -> int:
             params = " ".join(f"{k}={cfg[k]:.4g}" if isinstance(cfg[k], float) else f"{k}={cfg[k]}" for k in searched)
             CONSOLE.line(f"  {w.cell}: {params}, val mIoU {w.stats['mean']:.4f} ± {w.stats['std']:.4f}, test mIoU "
                   f"{w.members['test_miou'].mean():.4f} (n={int(w.stats['n'])} seeds)")
+            for c in w.caveats:
+                CONSOLE.line(f"    caution: {c}")
     CONSOLE.line(f"results: {sweep_dir}/{res.TRIALS_DIR}/ (one row per trial), {sweep_dir}/{res.EPOCHS_DIR}/ "
                  f"(one row per epoch); e.g. pandas.read_parquet('{sweep_dir}/{res.TRIALS_DIR}')")
     CONSOLE.line(f"report: cycleseg report {sweep_dir}; the best configuration(s): cycleseg best-config {sweep_dir} "

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +25,32 @@ from cycleseg.model.errors import UserError
 from cycleseg.sweep import results as res
 
 EXTRA = "pip install 'cycleseg[mlflow]'"
+WEB = frozenset({"http", "https"})
+TRACKING_SCHEMES = WEB | {"file", "sqlite", "postgresql", "mysql", "mssql", "databricks"}
+CONNECT_TIMEOUT_S = 5.0
 
 
 def check_tracking(uri: str | None) -> None:
-    """Refuse ``--mlflow`` when MLflow is not installed (before Ray starts)."""
+    """Refuse, before Ray starts, an ``--mlflow`` that could not log: MLflow not installed, a URI that is not
+    one, or a tracking server that does not answer (else every trial would fail at its first log call)."""
     if uri is None:
         return
     try:
         import mlflow  # noqa: F401
     except ImportError:
         raise UserError(f"--mlflow needs MLflow, an optional extra: {EXTRA}") from None
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in TRACKING_SCHEMES:
+        raise UserError(f"--mlflow '{uri}' is not a tracking URI; give the server's address (e.g. "
+                        f"http://127.0.0.1:5000) or a store ({', '.join(sorted(TRACKING_SCHEMES - WEB))} URI)")
+    if parts.scheme in WEB:
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            socket.create_connection((parts.hostname or "", port), timeout=CONNECT_TIMEOUT_S).close()
+        except (OSError, ValueError) as e:
+            why = e.strerror or type(e).__name__ if isinstance(e, OSError) else str(e)
+            raise UserError(f"--mlflow: nothing answers at '{uri}' ({why}); start the tracking server "
+                            "(`mlflow server --host 127.0.0.1 --port 5000`) or check the address") from None
 
 
 def _numbers(record: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -13,6 +13,7 @@ import string
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -110,6 +111,14 @@ def write_space(cwd: Path, extra: dict | None = None, name: str = "space.yaml") 
         (["sweep", "--resume", "--name", "damaged", "--storage", "store"], "sweep.json' is damaged"),
         (["report", "store/damaged", "-o", ""], "-o/--output is empty"),
         (["best-config", "store/damaged", "--metric", "test_miou"], "is a test metric"),
+        (["report", "store/damaged", "-o", "rep"], "sweep.json' is damaged"),
+        (["best-config", "store/damaged", "--where", "test_miou > 0.3"], "may name only config fields"),
+        (["best-config", "store/damaged", "-o", ""], "-o/--output is empty"),
+        (["best-config", "store/damaged", "-o", "/proc/x.yaml", "--trial", "t0"], "cannot write /proc/x.yaml"),
+        (["sweep", "SPACE", "--dry-run", "--storage", ""], "--storage is empty"),
+        (["sweep", "SPACE", "--dry-run", "--set", "device=cuda", "--gpus-per-worker", "0"], "--gpus-per-worker is 0"),
+        (["sweep", "SPACE", "--dry-run", "--mlflow", "notauri"], "is not a tracking URI"),
+        (["sweep", "demo", "--dry-run", "--set", "seed=7"], "would change nothing"),
     ],
 )
 def test_the_reviewers_cases_are_refused_in_one_line_writing_nothing(work, args, needle):
@@ -129,6 +138,16 @@ def test_the_reviewers_cases_are_refused_in_one_line_writing_nothing(work, args,
     out = assert_clean_refusal(work, *args)
     assert needle in out, out
     assert not (work.parent / "escape").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_debug_on_cuda_without_a_gpu_is_refused_before_anything_is_written(work):
+    assert "torch sees no GPU" in assert_clean_refusal(work, "debug", "--preset", "tiny", "--device", "cuda")
+
+
+def test_a_bare_cycleseg_prints_its_help(work):
+    code, out, added = run(work)
+    assert code == 0 and out.startswith("Usage: ") and "Commands:" in out and not added
 
 
 def test_a_bare_debug_on_a_cpu_machine_is_a_quick_sanity_run(work, monkeypatch):

@@ -9,7 +9,7 @@ publishing the lists); ACDC split by patient from ``split_seed``.
 
 from cycleseg.model.data import acdc, cityscapes, digits, voc  # noqa: F401  (registration)
 from cycleseg.model.data.base import DATASETS, DatasetInfo, PreparedData, dataset_info, normalize_images
-from cycleseg.model.data.cache import cache_key, clear_memo, prepare_dataset, train_size
+from cycleseg.model.data.cache import cache_key, check_source, clear_memo, prepare_dataset, train_size
 from cycleseg.model.data.splits import labeled_count, labeled_indices
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "DatasetInfo",
     "PreparedData",
     "cache_key",
+    "check_source",
     "clear_memo",
     "dataset_info",
     "labeled_count",

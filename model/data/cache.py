@@ -58,6 +58,16 @@ def cache_path(cfg: TrialConfig) -> Path:
     return cache_dir(cfg) / f"{cfg.dataset}-{info.height}x{info.width}-{cache_key(cfg)}.npz"
 
 
+def check_source(cfg: TrialConfig) -> None:
+    """Refuse, before any work, a config whose data can be neither loaded from the cache nor decoded: an
+    on-disk dataset without ``data_root``, or whose ``data_root`` is not a folder."""
+    if DATASETS.get(cfg.dataset).on_disk and not cache_path(cfg).is_file():
+        root = data_root(cfg)
+        if not root.is_dir():
+            raise UserError(f"data_root '{cfg.data_root}' of dataset '{cfg.dataset}' is not a folder on this machine "
+                            f"(and {cfg.dataset} at this size is not cached); point data_root at the dataset's folder")
+
+
 def clear_memo() -> None:
     """Forget the in-process copies (the .npz cache stays)."""
     _MEMO.clear()
@@ -111,11 +121,8 @@ def _save_cache(path: Path, data: PreparedData) -> None:
 
     try:
         atomic_write(path, write)
-    except OSError as e:
-        raise UserError(
-            f"cannot write the dataset cache {path} ({e.strerror or e}); "
-            "set cache_dir (or $CYCLESEG_CACHE) to a writable folder"
-        ) from None
+    except UserError as e:
+        raise UserError(f"the dataset cache: {e}, or set cache_dir (or $CYCLESEG_CACHE) to a writable folder") from None
 
 
 def train_size(cfg: TrialConfig) -> int | None:

@@ -27,6 +27,7 @@ import pandas as pd
 from cycleseg.model.errors import UserError
 from cycleseg.model.io import atomic_write, atomic_write_text, check_output_dir
 from cycleseg.sweep import stats, storage
+from cycleseg.sweep.plan import read_plan
 from cycleseg.sweep.report.derive import (
     CHOICE_METRIC,
     CLASS_IOU_COLUMN,
@@ -66,7 +67,8 @@ from cycleseg.sweep.report.tables import (
 from cycleseg.sweep.results import read_sweeps
 from cycleseg.sweep.text import md_table, text_table
 
-MIN_SEARCH_TRIALS = 4  # fewer completed trials than this in a search group: no importance analysis
+MIN_SEARCH_TRIALS = 4  # fewer completed trials than this in a search group: no search section
+MIN_IMPORTANCE_CONFIGS = 8  # fANOVA over fewer configurations attributes noise
 SPLIT_WORDS = {"test_miou": "test-split mIoU", "val_miou": "val-split mIoU (what choices rank on)"}
 
 
@@ -93,8 +95,8 @@ CI_TEXT = {
     "bootstrap": (
         "Intervals are 95 % percentile bootstrap intervals of the mean per-seed difference "
         f"({stats.BOOTSTRAP_RESAMPLES} resamples, fixed seed). With fewer than {stats.BOOTSTRAP_MIN_PAIRS} pairs the "
-        "bootstrap is unreliable (2 pairs give only 3 distinct resample means), so those cells show no "
-        "interval; use the default `--ci t` for them."
+        "bootstrap is unreliable (2 pairs give only 3 distinct resample means), so those cells keep the paired t "
+        "interval (the gains CSV's `ci_method` column says which interval each cell has)."
     ),
 }
 
@@ -240,8 +242,16 @@ def _search_section(doc: _Doc, t: pd.DataFrame, metric: str) -> None:
         files = [doc.csv(top, f"lambda_search_{tag}.csv")]
         par_png = plot_parallel(g, params, CHOICE_METRIC, title, doc.out / f"lambda_parallel_{tag}.png")
         body = [f"![parallel coordinates]({par_png.name})"]
+        n_configs = g["group_hash"].nunique()
+        p = stats.groups_differ_p([c["value"].to_numpy() for _, c in g.groupby("group_hash")])
         if g["value"].nunique() < 2:
             body.insert(0, f"Every trial scored the same {CHOICE_METRIC}: no importance to attribute.\n")
+        elif n_configs < MIN_IMPORTANCE_CONFIGS:
+            body.insert(0, f"{n_configs} configurations: too few for an importance analysis (it needs "
+                           f"≥ {MIN_IMPORTANCE_CONFIGS}).\n")
+        elif p >= 1 - stats.LEVEL:
+            body.insert(0, f"The configurations' {CHOICE_METRIC} differ no more than their seeds do (one-way ANOVA "
+                           f"p = {p:.2f}): no importance to attribute, and the ranking above is noise.\n")
         else:
             imp = search_importance(g, params)
             files.append(doc.csv(pd.DataFrame({"param": list(imp), "importance": list(imp.values())}),
@@ -301,6 +311,8 @@ def build_report(
     if output is None and results and storage.is_uri(results[0]):
         raise UserError(f"'{results[0]}' is on object storage: give the report a local folder with -o, e.g. -o report")
     out = check_output_dir(output if output is not None else Path(str(results[0])) / "report", "-o/--output")
+    for r in results:  # damage anywhere in a sweep is reported, as best-config and --resume do
+        read_plan(r, "restore it from a copy, or delete it (the report reads only trials/ and epochs/)")
     sweeps = read_sweeps(list(results))
     t = prepare(sweeps.trials, metric)
     frac_of = _detail_fractions(t, labeled_fraction)

@@ -45,7 +45,8 @@ def plot_fraction_curve(summary: pd.DataFrame, block: str, metric: str, path: Pa
         color = colors[i % len(colors)]
         x = c["labeled_fraction"].to_numpy() * 100
         m, sd = c["mean"].to_numpy(), np.nan_to_num(c["std"].to_numpy())
-        ax.plot(x, m, "o-", color=color, label=f"{row} (ours)")
+        # error bars as well as the band: a row with one fraction has no band to draw
+        ax.errorbar(x, m, yerr=sd, fmt="o-", color=color, capsize=4, label=f"{row} (ours)")
         ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.2, linewidth=0)
         p = s[(s["row"] == row) & s["paper"].notna()].sort_values("labeled_fraction")
         if len(p):

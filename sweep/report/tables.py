@@ -311,7 +311,7 @@ def power_notes(gains: pd.DataFrame, block: str) -> list[str]:
                      f"({fmt_steps(r.steps, r.steps)} vs {fmt_steps(r.reference_steps, r.reference_steps)} steps)"
                      + ("; expected for the positive control, which trains on every image" if r.positive_control
                         else "; this gain mixes the method with the extra updates"))
-    for r in g[g["positive_control"] & ~g["excludes_zero"]].itertuples():
+    for r in g[g["positive_control"] & ~g["excludes_zero"] & np.isfinite(g["ci_low"])].itertuples():
         n_more = r.seeds_needed
         more = (f"with this sd, {int(n_more)} seeds would detect a gain of this size" if pd.notna(n_more)
                 else "the gain is too small against the seed noise to detect with any sane n")

@@ -34,6 +34,22 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temp_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_write_the_system_refuses_is_one_user_error_naming_the_path(tmp_path):
+    from cycleseg.model.io import atomic_write
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match=r"cannot write .*f/out.txt \(a file stands where its folder should be\)"):
+        atomic_write_text(tmp_path / "f" / "out.txt", "y")
+
+    def full(path):
+        path.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(UserError, match=r"out.txt \(No space left on device\); free space"):
+        atomic_write(tmp_path / "out.txt", full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
 def test_output_dir_checks(tmp_path):
     assert check_output_dir(tmp_path / "new" / "deeper", "--out") == tmp_path / "new" / "deeper"
     (tmp_path / "f").write_text("x")

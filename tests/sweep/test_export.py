@@ -9,6 +9,7 @@ from cycleseg.cli import main
 from cycleseg.model.resolve import load_config_file, resolve_config
 from cycleseg.sweep import results as res
 from cycleseg.sweep.export import rank_configs
+from cycleseg.sweep.plan import PLAN_FILE, Plan
 from cycleseg.sweep.space import load_space
 from tests.records import epoch_record
 
@@ -106,7 +107,8 @@ def test_a_search_sweeps_cells_are_its_grid_cells(sweep_dir, tmp_path):
     best = yaml.safe_load((tmp_path / "grid" / "best_labeled-fraction-0p2.yaml").read_text())
     assert best["lr"] == 0.01
     # ...but a search over lambda_2 (sweep.json says so) compares λ's within each grid cell: lr is a grid factor
-    (sweep_dir / "sweep.json").write_text('{"searched": ["lambda_2"]}')
+    plan = Plan(space_path="space.yaml", sets={}, num_trials=8, trials=[], cells=[], seeds=[0, 1], searched=["lambda_2"])
+    (sweep_dir / PLAN_FILE).write_text(plan.to_json())
     r = export(sweep_dir, "-o", f"{tmp_path}/search/")
     assert r.exit_code == 0, r.output
     picked = [yaml.safe_load(f.read_text()) for f in sorted((tmp_path / "search").iterdir())]
@@ -153,15 +155,46 @@ def test_exported_yaml_runs_with_debug_and_as_a_sweep_base(sweep_dir, tmp_path):
         (["--metric", "test_miou"], "'test_miou' is a test metric"),
         (["--metric", "final_test_miou"], "'final_test_miou' is a test metric"),
         (["--where", "labeled_fraction == 0.9"], "matches no completed trial"),
-        (["--where", "labeled_fraction =="], "is not a valid pandas query"),
-        (["--where", "no_such_column > 1"], "is not a valid pandas query"),
+        (["--where", "labeled_fraction =="], "is not an expression on config fields"),
+        (["--where", "labeled_fraction.nosuch() > 1"], "is not a valid pandas query"),
+        (["--where", "no_such_column > 1"], "may name only config fields"),
+        (["--where", "test_miou > 0.3 and labeled_fraction == 0.2"], "test_miou is not one"),
+        (["--where", "val_miou == val_miou.max()"], "val_miou is not one"),
+        (["--where", "`lambda_2` > 0"], "is not an expression on config fields"),
+        (["-o", ""], "-o/--output is empty"),
         (["--trial", "zz"], "--trial 'zz' is not in"),
     ],
 )
 def test_bad_requests_exit_2(sweep_dir, tmp_path, args, needle):
-    r = export(sweep_dir, *args, "-o", tmp_path / "x.yaml")
+    r = export(sweep_dir, "-o", tmp_path / "x.yaml", *args)
     assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
     assert not (tmp_path / "x.yaml").exists()
+
+
+def add_scored(sweep_dir, tid, val, class_iou, **fields):
+    cfg = resolve_config({**BASE, **fields})
+    hist = [epoch_record(e, val, val_class_iou=class_iou) for e in (1, 2)]
+    row = res.trial_row(sweep="toy", trial_id=tid, cfg=cfg, variant=None, history=hist, error=None,
+                        wall_seconds=5.0, gpus=0.0, checkpoint_path=None, versions=VERSIONS)
+    res.write_trial(sweep_dir, row, hist)
+
+
+def test_a_winner_that_may_mean_nothing_says_why(tmp_path):
+    learned = [0.9, 0.5, 0.4] + [0.3] * 8
+    clear, noise, blind = tmp_path / "clear", tmp_path / "noise", tmp_path / "blind"
+    for seed, jitter in ((0, 0.0), (1, 0.01)):  # λ2 = 0.1 wins by 0.2, far beyond the 0.01 seed spread
+        add_scored(clear, f"a{seed}", 0.6 + jitter, learned, lambda_2=0.1, seed=seed)
+        add_scored(clear, f"b{seed}", 0.4 + jitter, learned, lambda_2=0.5, seed=seed)
+        add_scored(noise, f"a{seed}", 0.5 + 0.1 * seed, learned, lambda_2=0.1, seed=seed)
+        add_scored(noise, f"b{seed}", 0.51 + 0.1 * seed, learned, lambda_2=0.5, seed=seed)
+        add_scored(blind, f"a{seed}", 0.08, [0.89] + [0.001 * seed] * 10, lambda_2=0.1, seed=seed)
+    r = export(clear, "-o", tmp_path / "c.yaml")
+    assert r.exit_code == 0 and "caution" not in r.output, r.output
+    r = export(noise, "-o", tmp_path / "n.yaml")
+    assert "caution: its configurations differ no more than their seeds do (one-way ANOVA p = 0.9" in r.output
+    assert yaml.safe_load((tmp_path / "n.yaml").read_text())["_source"]["caveats"]
+    r = export(blind, "-o", tmp_path / "b.yaml")
+    assert r.exit_code == 0 and "caution: it predicts essentially one class" in r.output, r.output
 
 
 def test_no_trials_and_no_completed_trials_exit_2(tmp_path):

@@ -108,7 +108,15 @@ def test_precedence_base_then_set_then_grid_then_variant(tmp_path):
     # --set beats base (λ2, epochs), the grid beats --set (λ3), a variant beats the grid; b's two
     # grid cells resolve to the same config and run once
     assert got == [("a", 0.125, 0.25, 1, 3), ("a", 0.125, 0.75, 1, 3), ("b", 0.125, 0.0, 1, 3)]
-    assert space.shadowed({"lambda_2": 0.1, "lambda_3": 9.0, "seed": 1}) == ["lambda_3", "seed"]
+    assert space.shadowed({"lambda_2": 0.1, "lambda_3": 9.0, "seed": 1}) == (["lambda_3", "seed"], [])
+    only_b = load_space(write(tmp_path, TINY_BASE + "variants:\n  a: {}\n  b: {lambda_4: 0.0}\n"))
+    assert only_b.shadowed({"lambda_4": 2.0, "lambda_2": 0.1}) == ([], ["lambda_4"])
+
+
+def test_a_set_that_the_space_overrides_in_every_trial_is_refused():
+    for args in (["--set", "seed=7"], ["--set", "method=partial"]):
+        r = CliRunner().invoke(main, ["sweep", "demo", "--dry-run", *args])
+        assert r.exit_code == 2 and "would change nothing" in r.output, r.output
 
 
 def test_without_seeds_the_base_seed_is_the_one_replicate(tmp_path):

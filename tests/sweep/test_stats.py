@@ -76,6 +76,9 @@ def test_bootstrap_refuses_too_few_pairs_and_is_reproducible():
     assert 0.01 <= lo < 0.03 < hi <= 0.05  # the mean 0.03 inside, never outside the observed range
     boot = stats.paired_difference(dict(enumerate(d)), dict.fromkeys(range(5), 0.0), ci="bootstrap")
     assert (boot.ci_low, boot.ci_high, boot.ci_method) == (lo, hi, "bootstrap")
+    few = stats.paired_difference({0: 0.3, 1: 0.2, 2: 0.25}, {0: 0.1, 1: 0.1, 2: 0.1}, ci="bootstrap")
+    assert few.ci_method == "t"
+    assert (few.ci_low, few.ci_high) == pytest.approx(stats.t_interval([0.2, 0.1, 0.15]))
     with pytest.raises(ValueError):
         stats.paired_difference({0: 1.0}, {0: 1.0}, ci="wald")
 
@@ -112,3 +115,14 @@ def test_min_detectable_effect_edges_and_seeds_needed():
     assert stats.min_detectable_effect(sd, 3) == pytest.approx(0.0565, abs=1e-4)
     assert stats.min_detectable_effect(sd, 9) <= 0.02 < stats.min_detectable_effect(sd, 8)
     assert stats.seeds_needed(0.02, sd) == 9 and stats.seeds_needed(0.0, sd) is None
+
+
+def test_groups_differ_p_matches_a_hand_computed_anova():
+    # groups [1,2,3] and [4,5,6]: between SS = 2·... means 2 and 5, grand 3.5 → SSB = 3·1.5²·2 = 13.5 (df 1);
+    # within SS = 2 + 2 = 4 (df 4); F = 13.5 / (4/4) = 13.5 → p = P(F(1,4) > 13.5)
+    p = stats.groups_differ_p([[1, 2, 3], [4, 5, 6]])
+    assert p == pytest.approx(0.02131, abs=1e-4)
+    assert stats.groups_differ_p([[0.08, 0.08], [0.08, 0.08]]) == 1.0  # every value equal
+    assert stats.groups_differ_p([[1.0, 1.0], [2.0, 2.0]]) == 0.0  # no seed noise, different means
+    assert math.isnan(stats.groups_differ_p([[1.0], [2.0]]))  # one seed each: cannot be told
+    assert math.isnan(stats.groups_differ_p([[1.0, 2.0]]))  # one configuration

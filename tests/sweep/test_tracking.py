@@ -97,3 +97,11 @@ def test_mlflow_without_the_extra_is_refused_before_ray(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["sweep", "demo", "--mlflow", "http://127.0.0.1:1", "--storage", str(tmp_path)])
     assert r.exit_code == 2 and "pip install 'cycleseg[mlflow]'" in r.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("uri", "says"), [("notauri", "is not a tracking URI"),
+                                           ("http://127.0.0.1:1", "nothing answers at 'http://127.0.0.1:1'")])
+def test_an_mlflow_uri_that_cannot_log_is_refused_before_ray(tmp_path, uri, says):
+    r = CliRunner().invoke(main, ["sweep", "demo", "--dry-run", "--mlflow", uri, "--storage", str(tmp_path)])
+    assert r.exit_code == 2 and says in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not any(tmp_path.iterdir())

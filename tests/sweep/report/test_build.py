@@ -128,3 +128,19 @@ def test_report_reads_what_the_sweep_writer_writes(tmp_path):
     # d = 0.06, 0.03, 0.06 → mean 0.05; deviations 0.01, -0.02, 0.01 → sd √(0.0006/2) = 0.0173205
     assert gains.loc[0, "mean"] == pytest.approx(0.05) and gains.loc[0, "std"] == pytest.approx(0.0173205, abs=1e-6)
     assert (out / "curves_digits_cyclegan.png").is_file() and (out / "class_iou_digits_10.csv").is_file()
+
+
+def test_no_importance_from_noise_or_from_a_handful_of_configurations(sweeps, tmp_path):
+    noise, few = tmp_path / "noise", tmp_path / "few"
+    for i, a in enumerate([0.01, 0.1, 0.2, 0.4, 0.6, 0.8, 0.3, 0.5]):  # λ2 does nothing: only the seed moves it
+        for seed in (0, 1):
+            write_trial(noise, f"n{i}s{seed}", method="cyclegan", fraction=0.2, seed=seed, value=0.2 + 0.01 * seed
+                        + 0.001 * (i % 2), lambda_2=a)
+    for i, a in enumerate([0.01, 0.1, 0.2, 0.4]):
+        write_trial(few, f"f{i}", method="cyclegan", fraction=0.2, seed=0, value=0.2 + 0.1 * a, lambda_2=a)
+    out = tmp_path / "rep"
+    build_report([*sweeps, noise, few], out, no_samples=True)
+    md = (out / "index.md").read_text()
+    assert "differ no more than their seeds do (one-way ANOVA p = 1.00)" in md
+    assert "4 configurations: too few for an importance analysis" in md
+    assert not list(out.glob("lambda_importance_*"))
