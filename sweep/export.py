@@ -108,11 +108,11 @@ class Winner:
     caveats: tuple[str, ...] = ()  # why this win may mean nothing (``caveats``)
 
 
-def caveats(group: pd.DataFrame, members: pd.DataFrame, metric: str, key: str) -> tuple[str, ...]:
-    """Why a cell's winner may be noise: its configurations differ no more than their seeds do, or it (and so
-    every configuration it beat) predicts a single class."""
+def caveats(group: pd.DataFrame, members: pd.DataFrame, metric: str) -> tuple[str, ...]:
+    """Why a cell's winner may be noise: the cell's configurations differ no more than their seeds do, or the
+    winner (at its selected epoch) predicts essentially one class."""
     out = []
-    if group[key].nunique() > 1:
+    if group["group_hash"].nunique() > 1:
         p = stats.groups_differ_p([g[metric].to_numpy(float) for _, g in group.groupby("group_hash")])
         if np.isnan(p):
             out.append("one seed per configuration: the ranking cannot be told from seed noise; add seeds")
@@ -153,7 +153,7 @@ def cell_winners(done: pd.DataFrame, metric: str, mode: str, searched: tuple[str
         members = group[group[key] == best[key]].sort_values("seed")
         cfg = json.loads(members["config_json"].iloc[0])
         out.append(Winner(" ".join(f"{k}={cfg[k]}" for k in differing) or "(one cell)", best, members,
-                          caveats(group, members, metric, key)))
+                          caveats(group, members, metric)))
     return out
 
 

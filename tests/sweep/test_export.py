@@ -107,7 +107,8 @@ def test_a_search_sweeps_cells_are_its_grid_cells(sweep_dir, tmp_path):
     best = yaml.safe_load((tmp_path / "grid" / "best_labeled-fraction-0p2.yaml").read_text())
     assert best["lr"] == 0.01
     # ...but a search over lambda_2 (sweep.json says so) compares λ's within each grid cell: lr is a grid factor
-    plan = Plan(space_path="space.yaml", sets={}, num_trials=8, trials=[], cells=[], seeds=[0, 1], searched=["lambda_2"])
+    plan = Plan(space_path="space.yaml", sets={}, num_trials=8, trials=[], cells=[], seeds=[0, 1],
+                searched=["lambda_2"])
     (sweep_dir / PLAN_FILE).write_text(plan.to_json())
     r = export(sweep_dir, "-o", f"{tmp_path}/search/")
     assert r.exit_code == 0, r.output
@@ -188,8 +189,9 @@ def test_a_winner_that_may_mean_nothing_says_why(tmp_path):
         add_scored(noise, f"a{seed}", 0.5 + 0.1 * seed, learned, lambda_2=0.1, seed=seed)
         add_scored(noise, f"b{seed}", 0.51 + 0.1 * seed, learned, lambda_2=0.5, seed=seed)
         add_scored(blind, f"a{seed}", 0.08, [0.89] + [0.001 * seed] * 10, lambda_2=0.1, seed=seed)
-    r = export(clear, "-o", tmp_path / "c.yaml")
-    assert r.exit_code == 0 and "caution" not in r.output, r.output
+    for ranking in ([], ["--per-seed"]):
+        r = export(clear, *ranking, "-o", tmp_path / "c.yaml")
+        assert r.exit_code == 0 and "caution" not in r.output, r.output
     r = export(noise, "-o", tmp_path / "n.yaml")
     assert "caution: its configurations differ no more than their seeds do (one-way ANOVA p = 0.9" in r.output
     assert yaml.safe_load((tmp_path / "n.yaml").read_text())["_source"]["caveats"]
