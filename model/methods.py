@@ -108,6 +108,7 @@ class Method:
         self.device = torch.device(device)
         self.total_iters = total_iters
         self.iteration = 0  # optimize_parameters calls so far
+        self.unlabeled_steps = 0  # of them, those that fed the unlabeled batch to a network (draws_unlabeled)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"  # never autocast on CPU
         self.raw_networks: dict[str, nn.Module] = {}
@@ -213,8 +214,13 @@ class Method:
         """Discriminator phase from the generator phase's detached outputs; none by default."""
         return {}
 
+    def draws_unlabeled(self) -> bool:
+        """Whether this iteration feeds the unlabeled batch to a network (what ``unlabeled_steps`` counts)."""
+        return self.uses_unlabeled
+
     def optimize_parameters(self, batch: Batch) -> dict[str, Tensor]:
         """One training iteration. Returns a detached 0-dim tensor per loss term (no host sync)."""
+        self.unlabeled_steps += self.draws_unlabeled()
         g_terms, saved = self.optimize_G(batch)
         d_terms = self.optimize_D(saved)
         self.iteration += 1
@@ -226,6 +232,7 @@ class Method:
             "networks": {n: m.state_dict() for n, m in self.raw_networks.items()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "iteration": self.iteration,
+            "unlabeled_steps": self.unlabeled_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -238,6 +245,7 @@ class Method:
             for g, kw in zip(o.param_groups, impl, strict=True):
                 g.update(kw)
         self.iteration = int(state["iteration"])
+        self.unlabeled_steps = int(state.get("unlabeled_steps", self.iteration if self.uses_unlabeled else 0))
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -302,6 +310,10 @@ class CycleGAN(Method):
         self.weights = {"I_gen": cfg.lambda_1, "S_cycle": cfg.lambda_2, "I_cycle": cfg.lambda_3,
                         "S_adv_G": cfg.lambda_4, "I_adv_G": cfg.lambda_5}
 
+    def draws_unlabeled(self) -> bool:
+        """The unlabeled batch feeds the cycle (λ3), the adversarial S term (λ4) and D_I's real side (λ5)."""
+        return self.cfg.lambda_3 > 0 or self.cfg.lambda_4 > 0 or self.cfg.lambda_5 > 0
+
     def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         cfg = self.cfg
         lam1, lam2, lam3, lam4, lam5 = cfg.lambda_1, cfg.lambda_2, cfg.lambda_3, cfg.lambda_4, cfg.lambda_5
@@ -309,7 +321,7 @@ class CycleGAN(Method):
         x = self._image(batch.x)
         y = self._mask(batch.y)
         x_u = None
-        if lam3 > 0 or lam4 > 0 or lam5 > 0:
+        if self.draws_unlabeled():
             if batch.x_u is None:
                 raise ValueError("cyclegan needs batch.x_u (unlabeled images) when lambda_3/4/5 > 0")
             x_u = self._image(batch.x_u)
@@ -402,6 +414,10 @@ class Hung(Method):
         """Whether the self-training term is on in the current iteration."""
         return self.cfg.hung_lambda_semi > 0 and self.iteration >= self.cfg.hung_semi_start * self.total_iters
 
+    def draws_unlabeled(self) -> bool:
+        """The unlabeled batch feeds the semi-adversarial term, or the self-training term once it is on."""
+        return self.cfg.hung_lambda_semi_adv > 0 or self.semi_active()
+
     def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         cfg = self.cfg
         self._set_requires_grad(["D"], False)
@@ -420,7 +436,7 @@ class Hung(Method):
         saved = {"p_l": p_l.detach(), "valid": valid, "y": y}
 
         semi = self.semi_active()
-        if cfg.hung_lambda_semi_adv > 0 or semi:
+        if self.draws_unlabeled():
             if batch.x_u is None:
                 raise ValueError("hung needs batch.x_u (unlabeled images) when its unlabeled terms are on")
             logits_u = self._fwd("G_IS", self._image(batch.x_u))

@@ -188,7 +188,7 @@ def run_trial(
             "diverged": diverged,
             "steps": method.iteration,
             "labeled_images_seen": method.iteration * b,
-            "unlabeled_images_seen": method.iteration * batches.unlabeled_per_step,
+            "unlabeled_images_seen": method.unlabeled_steps * batches.unlabeled_per_step,
             **losses,
         }
         history.append(metrics)

@@ -74,9 +74,11 @@ class ResultsCallback(tune.Callback):
 
     def finish(self, trial: Any, error: str | None) -> None:
         tid = trial.trial_id
-        if tid in res.trial_ids(self.sweep_dir):
+        before = res.read_trial(self.sweep_dir, tid)
+        if before is not None and before["status"] != "failed":
             # a trial file is final: a trial that ended just before its driver was killed is finished once more
-            # by the resumed sweep (Tune had not saved its end), with nothing new to add
+            # by the resumed sweep (Tune had not saved its end), with nothing new to add. A failed one is not: a
+            # resumed sweep runs it again (resume_errored), and that run's outcome replaces it
             self._seen.pop(tid, None)
             self._start.pop(tid, None)
             return

@@ -103,7 +103,7 @@ CI_TEXT = {
 
 def _detail_fractions(t: pd.DataFrame, labeled_fraction: float | None) -> dict[str, float]:
     """Per block, the fraction for per-class tables and sample grids (checked before anything is written)."""
-    plain = t[(t["row"] != "") & t["included"]]
+    plain = t[(t["row"] != "") & t["choosable"]]
     if labeled_fraction is None:
         semi = plain[plain["method"] != "full"]
         return {b: float(g["fraction"].min()) for b, g in (semi if len(semi) else plain).groupby("block")}
@@ -219,7 +219,7 @@ def _curves_section(doc: _Doc, t: pd.DataFrame, epochs: pd.DataFrame) -> None:
 def _search_groups(t: pd.DataFrame) -> Iterable[tuple[tuple[str, str, str, float], pd.DataFrame, list[str]]]:
     """(sweep, block, method, fraction) groups of plain trials whose method hyperparameters vary: λ searches.
     Per sweep, so replicates of a fixed setting from another sweep do not enter a search's analysis."""
-    s = t[t["searched"] & t["included"] & ~t["is_variant"]]
+    s = t[t["searched"] & t["choosable"] & ~t["is_variant"]]
     for key, g in s.groupby(["sweep", "block", "method", "fraction"]):
         params = [p for p in (*METHOD_PARAMS.get(key[2], ()), *OPTIM_FIELDS)
                   if p in g.columns and g[p].astype(float).nunique() > 1]

@@ -84,7 +84,7 @@ def _sig_label(sig: tuple[tuple[str, Any], ...], differing: Sequence[str]) -> st
 
 
 def prepare(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The trials with derived columns: value, included, reason, block, dataset, arm, row, fraction."""
+    """The trials with derived columns: value, included, choosable, reason, block, dataset, arm, row, fraction."""
     if metric not in METRICS:
         raise UserError(f"metric must be one of {', '.join(METRICS)}, got '{metric}'")
     t = trials.copy()
@@ -99,7 +99,9 @@ def prepare(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     t["seed"] = t["seed"].astype(int)
     t["value"] = pd.to_numeric(t[metric], errors="coerce").astype(float)
     finite = np.isfinite(t["value"].to_numpy())
-    t["included"] = (t["status"] == COMPLETED) & finite
+    t["included"] = (t["status"] == COMPLETED) & finite  # in the tables of the reported metric
+    # what a choice (a search's ranking, the sample grid's pick) may draw from: never gated on a test value
+    t["choosable"] = (t["status"] == COMPLETED) & np.isfinite(pd.to_numeric(t[CHOICE_METRIC], errors="coerce"))
     t["reason"] = np.where(t["status"] != COMPLETED, t["status"], np.where(finite, "", f"{metric} missing"))
 
     # blocks: dataset + the context fields that differ between the trials read

@@ -37,7 +37,7 @@ def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tup
     g = t[
         (t["block"] == block)
         & (t["row"] != "")
-        & t["included"]
+        & t["choosable"]
         & ((t["fraction"] == fraction) | (t["method"] == "full"))
     ]
     picks: dict[str, str] = {}

@@ -76,6 +76,17 @@ def test_budget_is_recorded_and_equal_across_methods(tmp_path):
         assert [h["unlabeled_images_seen"] for h in hist] == ([0, 0] if m == "partial" else [20, 40]), m
 
 
+def test_unlabeled_images_count_only_where_a_network_saw_them(tmp_path):
+    # cyclegan with λ3 = λ4 = λ5 = 0 never feeds x_u; hung without its semi-adversarial term feeds it only
+    # once self-training is on (from half of the 8 iterations: 4 steps × 5 images)
+    off = {"method": "cyclegan", "lambda_3": 0.0, "lambda_4": 0.0, "lambda_5": 0.0}
+    late = {"method": "hung", "hung_lambda_semi_adv": 0.0, "hung_semi_start": 0.5}
+    for fields, seen in ((off, [0, 0]), (late, [0, 20])):
+        hist = run_trial(resolve_config({**TINY, **fields}), workdir=tmp_path / fields["method"])
+        assert [h["steps"] for h in hist] == [4, 8]  # the budget in steps is the same
+        assert [h["unlabeled_images_seen"] for h in hist] == seen, fields
+
+
 def test_evaluation_runs_every_network_in_eval_mode_and_restores_it(tmp_path):
     cfg = resolve_config({**TINY, "method": "cyclegan"})
     data = prepare_dataset(cfg)

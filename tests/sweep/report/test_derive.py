@@ -43,3 +43,14 @@ def test_variant_names_only_ablate_cyclegan_and_duplicate_seeds_are_averaged(tmp
     assert list(t2.index) == ["proposed", "no_label_cycle"]
     assert t2.loc["no_label_cycle", "diff_mean"] == pytest.approx(-0.03)
     assert "1 seed(s) have more than one completed run in the same cell" in (out / "index.md").read_text()
+
+
+def test_what_a_choice_may_draw_from_never_depends_on_a_test_value(tmp_path):
+    d = tmp_path / "s"
+    write_trial(d, "a", method="partial", fraction=0.2, seed=0, value=0.3)
+    write_trial(d, "b", method="partial", fraction=0.2, seed=1, value=0.3)
+    trials = read_sweeps([d]).trials
+    trials.loc[trials["trial_id"] == "b", "test_miou"] = float("nan")  # e.g. an empty test split
+    t = prepare(trials, "test_miou").set_index("trial_id")
+    assert list(t["included"]) == [True, False]  # the test table has no value for b
+    assert list(t["choosable"]) == [True, True]  # but a val ranking still sees it
