@@ -211,7 +211,8 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
     if space.search is None:
         search_alg, param_space, num_samples = None, {"trial": tune.grid_search(plan.trials)}, 1
     else:
-        search_alg, param_space, num_samples = CellSearcher(plan.cells, space.search, plan.seeds), {}, plan.num_trials
+        search_alg, param_space, num_samples = CellSearcher(plan.cells, space.search, plan.seeds,
+                                                                 sweep_dir), {}, plan.num_trials
     return tune.Tuner(
         trainable,
         param_space=param_space,

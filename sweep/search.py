@@ -7,8 +7,10 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from cycleseg.model.records import is_finite, selected_epoch
+from cycleseg.model.errors import UserError
+from cycleseg.model.records import for_choices, is_finite, selected_epoch
 from cycleseg.model.resolve import resolve_config
+from cycleseg.sweep.callbacks import checkpoint_location, history_from_checkpoint
 from cycleseg.sweep.space import SearchSpec
 
 
@@ -21,12 +23,12 @@ class CellSearcher(Searcher):
     every seed has ended. It only ever sees val metrics: test metrics never reach Tune.
     """
 
-    def __init__(self, cells: list[dict[str, Any]], search: SearchSpec, seeds: list[int]) -> None:
+    def __init__(self, cells: list[dict[str, Any]], search: SearchSpec, seeds: list[int], sweep_dir: str = "") -> None:
         from optuna.samplers import RandomSampler, TPESampler
         from ray.tune.search.optuna import OptunaSearch
 
         super().__init__(metric=search.metric, mode=search.mode)
-        self.cells, self.search, self.seeds = cells, search, list(seeds)
+        self.cells, self.search, self.seeds, self.sweep_dir = cells, search, list(seeds), sweep_dir
         def sampler(seed: int) -> Any:
             if search.algorithm == "tpe":
                 return TPESampler(seed=seed, n_startup_trials=search.startup_trials)
@@ -79,7 +81,8 @@ class CellSearcher(Searcher):
         if result:
             self.on_trial_result(trial_id, result)
         cell, sample, seed, select = self.trials.pop(trial_id)
-        seen = self.history.pop(trial_id, {})
+        # the epochs a driver killed mid-trial never re-delivers are in the trial's last checkpoint
+        seen = {**self._stored_history(result), **self.history.pop(trial_id, {})}
         chosen = selected_epoch([seen[e] for e in sorted(seen)], select)
         score = chosen.get(self.search.metric) if chosen is not None else None
         self.scores[sample][seed] = score if not error and is_finite(score) else None
@@ -89,6 +92,16 @@ class CellSearcher(Searcher):
                 self.inner[cell].on_trial_complete(sample, {self.search.metric: sum(vals) / len(vals)})
             else:
                 self.inner[cell].on_trial_complete(sample, None, error=True)
+
+    def _stored_history(self, result: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+        """epoch -> record (test metrics stripped) from the checkpoint ``result`` names; {} without one."""
+        path = checkpoint_location((result or {}).get("checkpoint_path"), self.sweep_dir)
+        if not path:
+            return {}
+        try:
+            return {int(m["epoch"]): for_choices(m) for m in history_from_checkpoint(path)}
+        except UserError:  # a damaged copy: the delivered results still count
+            return {}
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -84,3 +84,32 @@ def test_tpe_in_each_cell_moves_to_that_cells_known_optimum(tmp_path):
         # TPE's last 15 samples: ≥ 9 within 0.5 decades of it; uniform sampling of the 3 decades puts 1/3 there,
         # and 9 or more of 15 such draws has probability 0.03
         assert sum(o < 0.5 for o in off[15:]) >= 9, (frac, off)
+
+
+def test_epochs_a_restarted_driver_never_saw_are_read_from_the_checkpoint(tmp_path):
+    """best_val over the whole history: an epoch reported before a driver restart still counts (test stripped)."""
+    import json
+
+    from cycleseg.model import checkpoint
+    from cycleseg.sweep.plan import Plan
+    from cycleseg.sweep.search import CellSearcher
+    from tests.records import epoch_record
+
+    space = load_space(write(tmp_path, tiny("""
+    seeds: [0]
+    search:
+      num_samples: 1
+      params:
+        lambda_2: {distribution: loguniform, low: 0.005, high: 0.5}
+    """)))
+    plan = Plan.build(space, {})
+    s = CellSearcher(plan.cells, space.search, plan.seeds, str(tmp_path))
+    s.suggest("t0")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / checkpoint.HISTORY).write_text(json.dumps([epoch_record(1, 0.9, test_miou=0.1),
+                                                       epoch_record(2, 0.5, test_miou=0.99)]))
+    # the new driver only saw epoch 2
+    s.on_trial_complete("t0", {"epoch": 2, "val_miou": 0.5, "checkpoint_path": str(ckpt)})
+    told = [t.value for t in s.inner[0]._ot_study.trials if t.value is not None]
+    assert told == [pytest.approx(0.9)]  # epoch 1's val, not epoch 2's and never a test value
