@@ -4,7 +4,6 @@ driver killed and the sweep resumed there, then best-config and report reading t
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tests.loopback import free_port
 from tests.processes import descendants, kill_leftovers
 
 pytestmark = pytest.mark.slow
@@ -30,18 +30,12 @@ grid:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_env(tmp_path_factory):
     """moto's S3 server on loopback, a bucket, and the standard AWS variables pointing at it."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",

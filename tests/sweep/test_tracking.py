@@ -1,6 +1,5 @@
 """--mlflow against a real MLflow tracking server on loopback (SQLite store, artifacts served by it)."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,22 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 from cycleseg.cli import main
+from tests.loopback import free_port
 from tests.sweep.test_runner import space
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("mlflow", reason="the MLflow extra is not installed: pip install 'cycleseg[mlflow]'")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
     d = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     log = open(d / "server.log", "w")  # noqa: SIM115  (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{d}/mlflow.db",
