@@ -40,9 +40,10 @@ def split_trial_time(wall: float, epoch_seconds: float, t_done: float, t_ckpt: f
 def ray_overhead(args: argparse.Namespace) -> str:
     """Run ``cycleseg sweep`` on 1-epoch tiny trials and split each trial's wall time (Markdown).
 
-    Per trial: ``wall_seconds`` from trials/*.parquet (the results callback's trial start → finish) vs
+    Per trial: ``wall_seconds`` from trials/*.parquet (the results callback's trial start, i.e. its process is
+    up, → finish) vs
     the trainer's own ``epoch_seconds`` (train + validation) from epochs/*.parquet; the split uses the
-    mtimes of the trial's last stored checkpoint (Ray Train storage) and of its trials/ Parquet file.
+    mtimes of the trial's last stored checkpoint (its ``checkpoint_path``) and of its trials/ Parquet file.
     For scale, the same config once through ``run_trial`` in this process, without Ray.
     """
     import pyarrow.parquet as pq
@@ -61,19 +62,25 @@ def ray_overhead(args: argparse.Namespace) -> str:
                "--max-concurrent", str(k)]
         print(f"[ray] {n} trials, {k} at once: {shlex.join(cmd)}", file=sys.stderr, flush=True)
         t0 = time.time()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines, t_tune = [], None
+        for line in proc.stdout:  # the console's lines, timed as they come
+            lines.append(line)
+            if t_tune is None and line.startswith("sweep 'overhead': "):  # data shared, the Tuner starts
+                t_tune = time.time()
+        returncode = proc.wait()
         t_end = time.time()
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            return f"Ray overhead: the sweep failed (exit {proc.returncode}):\n```\n{tail}\n```"
+        if returncode != 0 or t_tune is None:
+            tail = "".join(lines[-15:]).strip()
+            return f"Ray overhead: the sweep failed (exit {returncode}):\n```\n{tail}\n```"
         sweep_dir = root / "runs" / "overhead"
         rows = []
         for f in sorted((sweep_dir / "trials").glob("*.parquet")):
             trial = pq.read_table(f).to_pylist()[0]
             epochs = pq.read_table(sweep_dir / "epochs" / f.name).to_pylist()
-            ckpts = list((sweep_dir / "train" / trial["trial_id"]).rglob("state.pt"))
+            ckpts = list(Path(trial["checkpoint_path"] or root / "none").rglob("state.pt"))
             if not ckpts:
-                return f"Ray overhead: no stored checkpoint under {sweep_dir / 'train' / trial['trial_id']}"
+                return f"Ray overhead: no stored checkpoint for trial {trial['trial_id']} ({trial['checkpoint_path']})"
             t_ckpt = max(c.stat().st_mtime for c in ckpts)
             split = split_trial_time(trial["wall_seconds"], sum(e["epoch_seconds"] for e in epochs),
                                      f.stat().st_mtime, t_ckpt)
@@ -106,11 +113,15 @@ def ray_overhead(args: argparse.Namespace) -> str:
     lines.append("| mean | | " + " | ".join(f"{mean[c]:.2f}" for c in keys) + " |")
     first = min(r["t_start"] for r in rows)
     last = max(r["t_start"] + r["wall"] for r in rows)
+    # a trial's wall starts when its process is up; the slots' time also counts starting the processes
+    slot = (k * (last - t_tune) - sum(r["epochs"] for r in rows)) / n
     lines += [
         "",
-        f"Whole `cycleseg sweep` command: {t_end - t0:.1f} s; from launch to the first trial's start "
-        f"{first - t0:.1f} s (Python + Ray start, data put, Tune set-up); after the last trial's result "
-        f"{t_end - last:.1f} s (summary, Ray shutdown).",
+        f"Per trial, process start-ups included: {slot:.2f} s = ({k} slots × {last - t_tune:.1f} s from the Tuner's "
+        f"start to the last trial's result − {sum(r['epochs'] for r in rows):.1f} s of epochs) / {n} trials.",
+        f"Whole `cycleseg sweep` command: {t_end - t0:.1f} s; from launch to the Tuner's start {t_tune - t0:.1f} s "
+        f"(Python + Ray start, checks, data put); to the first trial's start {first - t0:.1f} s (its process "
+        f"started, torch imported); after the last trial's result {t_end - last:.1f} s (summary, Ray shutdown).",
         f"The same trial through `run_trial` in this process ({torch.get_num_threads()} thread), no Ray: "
         f"{plain_wall:.2f} s wall, of which {plain_epoch:.2f} s epoch (build + checkpoint: "
         f"{plain_wall - plain_epoch:.2f} s).",

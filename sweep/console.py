@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from cycleseg.sweep import storage
+from cycleseg.sweep import results, storage
 
 LOG_DIR = "logs"
 LOG_FILE = "ray.log"
@@ -135,8 +135,9 @@ class ConsoleCallback(tune.Callback):
     """Our lines for trial events and the sweep's status (module docstring). ``describe`` names a trial by
     what sets it apart (e.g. ``method=partial seed=1``); epoch times per method give the ETA."""
 
-    def __init__(self, total: int, concurrent: int, shown: list[str], metric: str = "val_miou") -> None:
+    def __init__(self, total: int, concurrent: int, shown: list[str], sweep_dir: str, metric: str = "val_miou") -> None:
         self.total, self.concurrent, self.shown, self.metric = total, concurrent, shown, metric
+        self.sweep_dir = sweep_dir  # where ResultsCallback (before this one) has just written each ended trial
         self.start = time.monotonic()
         self.last_status = self.start
         self.best: tuple[float, str] | None = None
@@ -188,8 +189,12 @@ class ConsoleCallback(tune.Callback):
             return
         self.ended.add(trial.trial_id)
         epoch, epochs, _ = self.progress.pop(trial.trial_id, (0, 0, ""))
-        last = trial.last_result or {}
-        if how is None:
+        row = results.read_trial(self.sweep_dir, trial.trial_id)
+        if row is not None:  # the recorded outcome, also for a trial that ended before a driver restart
+            epoch = row["epochs_run"]
+            how = how or {"completed": "finished", "early_stopped": "stopped"}.get(row["status"], row["status"])
+        elif how is None:
+            last = trial.last_result or {}
             how = "diverged" if last.get("diverged") else "stopped" if epoch < epochs else "finished"
         label = {"stopped": "early-stopped by the scheduler", "finished": "finished", "diverged": "diverged",
                  "failed": "failed"}[how]

@@ -1,9 +1,9 @@
-"""Run a search space on Ray: each Tune trial is a driver function that fits one ``TorchTrainer``.
+"""Run a search space on Ray Tune: one trial per configuration (``cycleseg.sweep.trial``).
 
 Layout under ``<storage>/<name>/``: ``sweep.json`` (the plan, for ``--resume``), Tune's experiment
-state and one folder per trial, ``train/<trial_id>/`` (Ray Train's checkpoints; the run name is the
-trial id, so a re-run trial resumes from them), and the Parquet ``trials/`` and ``epochs/``
-(``cycleseg.sweep.results``), written by ``ResultsCallback`` as each trial ends.
+state and one folder per trial, ``train/<trial_id>/`` (the trial's checkpoints: ``TrialCheckpoints``, or
+a DDP trial's Train run, named by the trial id; a re-run trial resumes from them), and the Parquet
+``trials/`` and ``epochs/`` (``cycleseg.sweep.results``), written by ``ResultsCallback`` as each trial ends.
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ from cycleseg.sweep.scheduler import CellASHA
 from cycleseg.sweep.search import CellSearcher
 from cycleseg.sweep.summary import print_summary
 from cycleseg.sweep.tracking import MlflowCallback, check_tracking
-from cycleseg.sweep.trial import DRIVER_RESOURCES, cycleseg_trial, trial_dirname
-
-TRAIN_DIR = "train"
+from cycleseg.sweep.trial import cycleseg_trial, retries, trial_dirname, trial_resources
 
 
 def _locations(storage: str, name: str) -> tuple[str, str]:
@@ -178,9 +176,9 @@ def _run(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[TrialCo
         if log is not None:  # the checks are done: the sweep starts, and its folder with it
             CONSOLE.line(f"Ray's own output: {log.place(sweep_dir)} (--verbose shows it here)")
         refs = _prepare_data(configs)
-        settings = {"resources": r, "train_storage": store.join(sweep_dir, TRAIN_DIR)}
+        settings = {"resources": r, "sweep_dir": sweep_dir}
         trainable = tune.with_resources(
-            tune.with_parameters(cycleseg_trial, settings=settings, data_refs=refs), DRIVER_RESOURCES
+            tune.with_parameters(cycleseg_trial, settings=settings, data_refs=refs), trial_resources(r)
         )
         CONSOLE.line(f"sweep '{name}': {plan.num_trials} trials, up to {concurrent} at once, each {r.workers} "
                      f"worker(s) × ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU) -> {sweep_dir}")
@@ -219,13 +217,14 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
         tune_config=tune.TuneConfig(
             num_samples=num_samples, max_concurrent_trials=concurrent, scheduler=scheduler, search_alg=search_alg,
             trial_dirname_creator=trial_dirname,
+            reuse_actors=True,  # the next trial starts in a process that has imported torch and cycleseg
         ),
         run_config=tune.RunConfig(
             name=name, storage_path=root, verbose=1 if verbose else 0,
             # ResultsCallback first: the others read the trial's row when it ends
             callbacks=[ResultsCallback(name, sweep_dir, r.gpus), ReleaseTrainResources(),
-                       ConsoleCallback(plan.num_trials, concurrent, [*shown, "seed"]),
+                       ConsoleCallback(plan.num_trials, concurrent, [*shown, "seed"], sweep_dir),
                        *([MlflowCallback(mlflow, name, sweep_dir)] if mlflow else [])],
-            failure_config=tune.FailureConfig(max_failures=0),  # Train retries workers itself
+            failure_config=tune.FailureConfig(max_failures=retries(r)[0]),
         ),
     )

@@ -107,3 +107,40 @@ def local_copy(location: str | Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="cycleseg-") as tmp:
         pafs.copy_files(path, tmp, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         yield Path(tmp)
+
+
+def upload_dir(src: Path, dest: str) -> None:
+    """Copy the local folder ``src`` to ``dest`` (local path or URI), replacing what was there.
+
+    Not atomic on an object store: callers publish ``dest`` afterwards (e.g. a pointer file) when it is complete.
+    """
+    if not is_uri(dest):
+        import shutil
+
+        target = local_path(dest)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        return
+    import pyarrow.fs as pafs
+
+    fs, path = _fs(dest)
+    delete_dir(dest)
+    fs.create_dir(path, recursive=True)
+    pafs.copy_files(str(src), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def delete_dir(location: str) -> None:
+    """Remove the folder ``location`` (local path or URI) and everything in it; nothing if it is not there."""
+    if not is_uri(location):
+        import shutil
+
+        shutil.rmtree(local_path(location), ignore_errors=True)
+        return
+    import pyarrow.fs as pafs
+
+    fs, path = _fs(location)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)

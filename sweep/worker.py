@@ -1,67 +1,135 @@
-"""Inside Ray Train: one worker (a DDP rank) runs ``run_trial`` and reports each epoch to Train."""
+"""Where a trial trains: ``run_trial`` on the sweep's shared data, reporting each epoch to Ray.
+
+Two homes, one body (``_train``): a single-worker trial trains inside its Tune trial process
+(``tune_worker``: Tune restarts it, and it resumes from ``TrialCheckpoints``), a DDP trial in each Ray
+Train worker (``train_worker``: Train restarts the worker group from its own last checkpoint).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ray
-import ray.train
-import ray.util
 
 from cycleseg.model import checkpoint
+from cycleseg.model.errors import UserError
 from cycleseg.model.records import for_choices
 from cycleseg.model.resolve import resolve_config
 from cycleseg.model.trainer import run_trial
+from cycleseg.sweep import storage
+from cycleseg.sweep.plan import PLAN_FILE
+
+Report = Callable[[dict[str, Any], Path], None]  # (an epoch's record for Tune, the local checkpoint folder)
 
 
 class RayReporter:
-    """The trainer's Reporter under Ray Train: every rank reports, rank 0 carries the checkpoint.
+    """The trainer's Reporter under Ray: each epoch's record goes to Tune (directly or through Train).
 
-    Tune gets each epoch's record without its test metrics (``for_choices``): schedulers and
-    searchers choose on val only. The full record, test metrics included, is in the checkpoint's
-    history, which the driver reads when the trial ends.
+    Tune gets the record without its test metrics (``for_choices``): schedulers and searchers choose
+    on val only. The full record, test metrics included, is in the checkpoint's history, which the
+    driver reads when the trial ends.
     """
 
-    def __init__(self, rank: int, extra: dict[str, Any]) -> None:
-        self.rank = rank
+    def __init__(self, report: Report, extra: dict[str, Any]) -> None:
+        self._report = report
         self.extra = extra  # train_pg_id (for ReleaseTrainResources), gpus_held, resumed, world_size
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path) -> None:
-        ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if self.rank == 0 else None
-        ray.train.report(for_choices({**metrics, **self.extra}), checkpoint=ckpt)
+        self._report(for_choices({**metrics, **self.extra}), checkpoint_dir)
+
+
+class TrialCheckpoints:
+    """A single-worker trial's checkpoints in one folder (local or URI): ``<root>/checkpoint_epochNNNN/``.
+
+    Each epoch's checkpoint is uploaded whole, then the ``latest`` file is rewritten to name it (one atomic
+    write), then the one before is deleted: whenever the trial dies, ``latest`` names a complete checkpoint.
+    Tune does not track them: its keep-the-last-N checkpoints can be deleted while its experiment state,
+    saved about once a second, still names one, and a resumed sweep then cannot restore the trial.
+    """
+
+    LATEST = "latest"
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def latest(self) -> str | None:
+        name = storage.read_bytes(storage.join(self.root, self.LATEST))
+        return storage.join(self.root, name.decode().strip()) if name else None
+
+    def save(self, local_dir: Path, epoch: int) -> str:
+        """Store ``local_dir`` as epoch ``epoch``'s checkpoint; returns where it is."""
+        previous = self.latest()
+        dest = storage.join(self.root, f"checkpoint_epoch{epoch:04d}")
+        storage.upload_dir(local_dir, dest)
+        storage.write_bytes(storage.join(self.root, self.LATEST), dest.rsplit("/", 1)[1].encode())
+        if previous is not None and previous != dest:
+            storage.delete_dir(previous)
+        return dest
+
+
+def _train(config: dict[str, Any], restore: contextlib.AbstractContextManager[Path] | None, device: str,
+           report: Report, extra: dict[str, Any]) -> None:
+    """``run_trial`` on the trial's config, resumed from the checkpoint folder ``restore`` gives, if any."""
+    cfg = dataclasses.replace(resolve_config(config["cfg"]), device=device)
+    data = ray.get(config["data"])  # zero-copy, read-only views of the object store; never written to
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    extra = {**extra, "gpus_held": config["gpus_held"], "resumed": restore is not None}
+    with tempfile.TemporaryDirectory(prefix="cycleseg-") as tmp:
+        workdir = Path(tmp)
+        if restore is not None:  # a copy: the trainer replaces its checkpoint folder every epoch
+            with restore as d:
+                shutil.copytree(d, workdir / checkpoint.FOLDER)
+        run_trial(cfg, workdir=workdir, reporter=RayReporter(report, extra), resume=restore is not None, data=data)
+
+
+def _wants_gpu(config: dict[str, Any]) -> bool:
+    import torch
+
+    return config["gpus_per_worker"] > 0 and torch.cuda.is_available() and resolve_config(config["cfg"]).device != "cpu"
+
+
+def tune_worker(config: dict[str, Any], sweep_dir: str, checkpoints_root: str) -> None:
+    """A single-worker trial, in its Tune trial process: no Train controller or worker group to start."""
+    from ray import tune
+
+    if storage.read_bytes(storage.join(sweep_dir, PLAN_FILE)) is None:  # written by the driver before any trial
+        raise UserError(f"this trial's node cannot see the sweep's storage {sweep_dir} (no {PLAN_FILE} there): give "
+                        "--storage a filesystem shared by every node at the same path, or an s3:// / gs:// URI")
+    checkpoints = TrialCheckpoints(checkpoints_root)
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
+        tune.report({**metrics, "checkpoint_path": checkpoints.save(checkpoint_dir, int(metrics["epoch"]))})
+
+    latest = checkpoints.latest()
+    device = "cuda:0" if _wants_gpu(config) else "cpu"  # Ray shows this process only the GPUs the trial holds
+    _train(config, storage.local_copy(latest) if latest else None, device, report, {"world_size": 1})
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: ``run_trial`` on the sweep's shared prepared data, resumed from Train's checkpoint."""
-    import torch
+    """One Ray Train worker (a DDP rank); rank 0 carries the checkpoint."""
+    import ray.train
+    import ray.util
 
-    cfg = resolve_config(config["cfg"])
     device = "cpu"
-    if config["gpus_per_worker"] > 0 and torch.cuda.is_available() and cfg.device != "cpu":
+    if _wants_gpu(config):
         from ray.train.torch import get_device
 
         device = str(get_device())
-    cfg = dataclasses.replace(cfg, device=device)
-    data = ray.get(config["data"])  # zero-copy, read-only views of the object store; never written to
-    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-    ckpt = ray.train.get_checkpoint()
-    pg = ray.util.get_current_placement_group()
     context = ray.train.get_context()
-    extra = {
-        "train_pg_id": pg.id.hex() if pg is not None else None,
-        "gpus_held": config["gpus_held"],
-        "resumed": ckpt is not None,
-        "world_size": context.get_world_size(),
-    }
-    with tempfile.TemporaryDirectory(prefix="cycleseg-") as tmp:
-        workdir = Path(tmp)
-        if ckpt is not None:  # a copy: the trainer replaces its checkpoint folder every epoch
-            with ckpt.as_directory() as d:
-                shutil.copytree(d, workdir / checkpoint.FOLDER)
-        reporter = RayReporter(context.get_world_rank(), extra)
-        run_trial(cfg, workdir=workdir, reporter=reporter, resume=ckpt is not None, data=data)
+    rank = context.get_world_rank()
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
+        ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if rank == 0 else None
+        ray.train.report(metrics, checkpoint=ckpt)
+
+    pg = ray.util.get_current_placement_group()
+    extra = {"train_pg_id": pg.id.hex() if pg is not None else None, "world_size": context.get_world_size()}
+    ckpt = ray.train.get_checkpoint()
+    _train(config, ckpt.as_directory() if ckpt is not None else None, device, report, extra)

@@ -7,6 +7,7 @@ from cycleseg.model import checkpoint
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import results as res
 from cycleseg.sweep.callbacks import ResultsCallback
+from cycleseg.sweep.console import ConsoleCallback
 from tests.records import epoch_record
 
 CFG = resolve_config({"dataset": "digits", "preset": "tiny", "epochs": 2, "image_height": 32, "image_width": 32})
@@ -39,3 +40,19 @@ def test_a_failed_trial_run_again_by_resume_replaces_its_row_and_a_finished_one_
     # a finished trial's file is final: finishing it once more (a driver killed after it ended) changes nothing
     cb.finish(trial("a", stored_checkpoint(tmp_path / "a3", 1)), "RuntimeError: late")
     assert res.read_trial(sweep, "a")["status"] == "completed"
+
+
+def test_console_names_a_trial_that_ended_before_a_driver_restart_by_its_recorded_outcome(tmp_path, capsys):
+    """A resumed driver that sees none of a trial's epochs (it ended just before the kill) prints what the
+    trial's row records, not "early-stopped after 0 epoch(s)"."""
+    sweep = tmp_path / "s"
+    ResultsCallback("s", str(sweep), 0.0).finish(trial("a", stored_checkpoint(tmp_path / "a1", 2)), None)
+    console = ConsoleCallback(1, 1, ["method"], str(sweep))
+    console.on_trial_complete(0, [], trial("a"))
+    assert capsys.readouterr().out == "finished  a (method=cyclegan): finished after 2 epoch(s)\n"
+    # no row (a stand-in for a test without ResultsCallback): what this driver saw, 1 of 2 epochs
+    console.on_trial_start(0, [], trial("b"))
+    console.on_trial_result(0, [], trial("b"), {"epoch": 1, "val_miou": 0.25})
+    console.on_trial_complete(0, [], trial("b"))
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "stopped   b (method=cyclegan): early-stopped by the scheduler after 1 epoch(s)")

@@ -99,7 +99,8 @@ def test_sweep_on_s3_survives_a_killed_driver_and_is_read_back_from_the_uri(s3_e
     rows = pd.concat([pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read())).to_pandas()
                       for k in trials])
     assert sorted(rows["epochs"]) == [2, 3, 30] and set(rows["status"]) == {"completed"}
-    assert all(p.startswith(f"{uri}/{sweep}/train/") for p in rows["checkpoint_path"])  # a URI, not s3:/...
+    assert all(p.startswith(f"{uri}/{sweep}/train/{t}/checkpoint_")  # a URI, not s3:/...
+               for p, t in zip(rows["checkpoint_path"], rows["trial_id"], strict=True))
     assert any(k.startswith(prefix + "logs/") for k in keys) and any(k.endswith("sweep.json") for k in keys)
     epochs = [k for k in keys if k.startswith(prefix + "epochs/") and k.endswith(".parquet")]
     assert len(epochs) == 3

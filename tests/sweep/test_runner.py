@@ -57,10 +57,12 @@ def results_json(sweep_dir, trial_id):
 # First in the module: it needs every CPU of the 2-CPU test cluster, which later tests' killed drivers
 # may hold for a while.
 @pytest.mark.timeout(240)
-def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
+def test_two_workers_per_trial_train_one_trial_with_ddp_and_train_restarts_them(cluster, tmp_path):
+    """A DDP trial runs under Ray Train: both ranks crash in epoch 2, Train restarts the worker group from
+    the epoch-1 checkpoint in the Train run's folder (not Tune's: Tune itself does not retry DDP trials)."""
     p = space(tmp_path, """
     grid:
-      method: [cyclegan]
+      method: [fault_crash_2]
     """)
     sweep_dir = run_sweep(
         p, storage=str(tmp_path / "runs"), name="ddp", workers_per_trial=2, cpus_per_worker=1, gpus_per_worker=0
@@ -68,21 +70,22 @@ def test_two_workers_per_trial_train_one_trial_with_ddp(cluster, tmp_path):
     t = pd.read_parquet(Path(sweep_dir) / "trials")
     assert list(t["status"]) == ["completed"] and t["epochs_run"].iloc[0] == 2
     reports = results_json(sweep_dir, t["trial_id"].iloc[0])
-    assert [r["epoch"] for r in reports] == [1, 2]  # rank 0's reports only, once per epoch
+    assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False), (2, True)]  # rank 0's only, once per epoch
     assert all(r["world_size"] == 2 for r in reports)
+    assert t["checkpoint_path"].iloc[0].startswith(f"{sweep_dir}/train/{t['trial_id'].iloc[0]}/")
 
 
 def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_path):
     p = space(tmp_path, """
     grid:
-      method: [cyclegan, fault_nan_1, fault_crash_2, fault_crash_1]
+      method: [cyclegan, fault_nan_1, fault_crash_2, fault_crash_1, fault_kill_2]
     """)
     r = CliRunner().invoke(main, ["sweep", str(p), "--storage", str(tmp_path / "runs"), "--name", "e2e",
                                   "--gpus-per-worker", "0.25", "--cpus-per-worker", "0.5"], catch_exceptions=False)
     assert r.exit_code == 1  # a trial failed after its retries: a job scheduler must see it
     sweep_dir = str(tmp_path / "runs" / "e2e")
     out = r.output
-    assert "4 trials: 2 completed, 1 diverged, 1 failed" in out and f"{sweep_dir}/trials/" in out
+    assert "5 trials: 3 completed, 1 diverged, 1 failed" in out and f"{sweep_dir}/trials/" in out
     # the failed trial is named with what differs, its last error line and where its full log is
     failed_line = next(ln for ln in out.splitlines() if ln.startswith("failed: "))
     assert "method=fault_crash_1" in failed_line and "injected crash in epoch 1" in failed_line
@@ -90,11 +93,11 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
     assert Path(log).is_file() and "injected crash in epoch 1" in Path(log).read_text()
 
     files = sorted((Path(sweep_dir) / "trials").glob("*.parquet"))
-    assert len(files) == 4 and all(pq.read_schema(f).equals(res.TRIALS_SCHEMA, check_metadata=False) for f in files)
+    assert len(files) == 5 and all(pq.read_schema(f).equals(res.TRIALS_SCHEMA, check_metadata=False) for f in files)
     df = pd.read_parquet(Path(sweep_dir) / "trials")
     ep = pd.read_parquet(Path(sweep_dir) / "epochs")
     con = duckdb.connect()
-    assert con.execute(f"select count(*) from read_parquet('{sweep_dir}/trials/*.parquet')").fetchone() == (4,)
+    assert con.execute(f"select count(*) from read_parquet('{sweep_dir}/trials/*.parquet')").fetchone() == (5,)
     assert set(df.columns) == set(res.TRIALS_SCHEMA.names) and df["trial_id"].is_unique
     t = by_method(df)
 
@@ -119,16 +122,18 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
 
     assert (t["fault_nan_1"].status, t["fault_nan_1"].epochs_run) == ("diverged", 1)
 
-    # crash in epoch 2: the worker restarts from the epoch-1 checkpoint; epoch 1 is not run again,
-    # and the resumed run matches the run without a fault bit for bit (CPU)
-    crash = t["fault_crash_2"]
-    assert crash.status == "completed"
-    reports = results_json(sweep_dir, crash.trial_id)
-    assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False), (2, True)]
-    theirs = ep[ep["trial_id"] == crash.trial_id].sort_values("epoch")
-    assert list(theirs["val_miou"]) == list(mine["val_miou"]) and list(theirs["loss_G_total"]) == list(
-        mine["loss_G_total"]
-    )
+    # an error or a killed process in epoch 2: Tune restarts the trial from its epoch-1 checkpoint (the console
+    # says so); epoch 1 is not run again, and the resumed run matches the run without a fault bit for bit (CPU)
+    for name in ("fault_crash_2", "fault_kill_2"):
+        crash = t[name]
+        assert crash.status == "completed", name
+        assert any(ln.startswith(f"retried   {crash.trial_id} (method={name} ") for ln in out.splitlines()), out
+        reports = results_json(sweep_dir, crash.trial_id)
+        assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False), (2, True)], name
+        theirs = ep[ep["trial_id"] == crash.trial_id].sort_values("epoch")
+        assert list(theirs["val_miou"]) == list(mine["val_miou"]) and list(theirs["loss_G_total"]) == list(
+            mine["loss_G_total"]
+        ), name
 
     # crash in epoch 1 has no checkpoint to resume from: every retry crashes, the trial fails
     failed = t["fault_crash_1"]
@@ -180,6 +185,9 @@ def test_early_stopping_per_cell_with_seeds_together_finds_each_cells_known_opti
     assert any(ln.strip().startswith("labeled_fraction=0.1: lambda_2=0.01,") for ln in lines), r.output
     assert any(ln.strip().startswith("labeled_fraction=0.2: lambda_2=0.1,") for ln in lines), r.output
     assert {g["state"] for g in ray.util.placement_group_table().values()} <= {"REMOVED"}
+    # single-worker trials train in their Tune trial process, which later trials reuse (torch imported once)
+    pids = {r["pid"] for tid in df["trial_id"] for r in results_json(tmp_path / "runs" / "cells", tid)}
+    assert len(pids) < len(df)
     # Train's per-run cleaner actor (it needs the dashboard, and would outlive stopped trials) is not started
     assert "PlacementGroupCleaner" not in ray_compat.live_actor_classes()
 
@@ -205,8 +213,7 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
         while time.time() < deadline:
             spawned.update(descendants(driver.pid))
             done = list((sweep_dir / "trials").glob("*.parquet")) if (sweep_dir / "trials").is_dir() else []
-            running = [d for d in (sweep_dir / "train").glob("*") if list(d.glob("checkpoint_*"))] if done else []
-            running = [d for d in running if d.name not in {f.stem for f in done}]
+            running = {c.parent.name for c in sweep_dir.glob("train/*/checkpoint_*")} - {f.stem for f in done}
             if len(done) == 1 and running:
                 break
             assert driver.poll() is None, "the sweep ended before it could be interrupted"
