@@ -21,9 +21,8 @@ from cycleseg.model.data import cache_key
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import storage as store
 from cycleseg.sweep.cluster import Resources
-from cycleseg.sweep.worker import train_worker, tune_worker
+from cycleseg.sweep.worker import TRAIN_DIR, train_worker, tune_worker
 
-TRAIN_DIR = "train"  # <sweep>/train/<trial_id>/: each trial's checkpoints (a DDP trial's Train run)
 MAX_RETRIES = 2  # restarts per trial (Tune's, or Train's worker-group ones), each from the trial's last checkpoint
 DRIVER_RESOURCES = {"memory": 64 * 1024**2}  # a DDP trial's driver: no CPU, so its workers never wait on it
 
@@ -48,8 +47,7 @@ def cycleseg_trial(config: dict[str, Any], *, settings: dict[str, Any], data_ref
         "gpus_held": r.gpus,
     }
     if r.workers == 1:
-        trial_id = tune.get_context().get_trial_id()
-        tune_worker(worker_config, settings["sweep_dir"], store.join(settings["sweep_dir"], TRAIN_DIR, trial_id))
+        tune_worker(worker_config, settings["sweep_dir"], tune.get_context().get_trial_id())
     else:
         _fit_trainer(worker_config, r, store.join(settings["sweep_dir"], TRAIN_DIR))
 

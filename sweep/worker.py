@@ -12,7 +12,7 @@ import dataclasses
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from cycleseg.model.trainer import run_trial
 from cycleseg.sweep import storage
 from cycleseg.sweep.plan import PLAN_FILE
 
+TRAIN_DIR = "train"  # <sweep>/train/<trial_id>/: each trial's checkpoints (a DDP trial's Train run)
 Report = Callable[[dict[str, Any], Path], None]  # (an epoch's record for Tune, the local checkpoint folder)
 
 
@@ -74,15 +75,27 @@ class TrialCheckpoints:
         return dest
 
 
-def _train(config: dict[str, Any], restore: contextlib.AbstractContextManager[Path] | None, device: str,
+@contextlib.contextmanager
+def _workdir(name: str) -> Iterator[Path]:
+    """The trial's local work folder, named after it: a restarted trial replaces what its killed process left
+    on this node (a paper-preset checkpoint is hundreds of MB), and a finished one removes it."""
+    folder = Path(tempfile.gettempdir()) / f"cycleseg-{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700, parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _train(config: dict[str, Any], name: str, restore: contextlib.AbstractContextManager[Path] | None, device: str,
            report: Report, extra: dict[str, Any]) -> None:
     """``run_trial`` on the trial's config, resumed from the checkpoint folder ``restore`` gives, if any."""
     cfg = dataclasses.replace(resolve_config(config["cfg"]), device=device)
     data = ray.get(config["data"])  # zero-copy, read-only views of the object store; never written to
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     extra = {**extra, "gpus_held": config["gpus_held"], "resumed": restore is not None}
-    with tempfile.TemporaryDirectory(prefix="cycleseg-") as tmp:
-        workdir = Path(tmp)
+    with _workdir(name) as workdir:
         if restore is not None:  # a copy: the trainer replaces its checkpoint folder every epoch
             with restore as d:
                 shutil.copytree(d, workdir / checkpoint.FOLDER)
@@ -95,21 +108,21 @@ def _wants_gpu(config: dict[str, Any]) -> bool:
     return config["gpus_per_worker"] > 0 and torch.cuda.is_available() and resolve_config(config["cfg"]).device != "cpu"
 
 
-def tune_worker(config: dict[str, Any], sweep_dir: str, checkpoints_root: str) -> None:
+def tune_worker(config: dict[str, Any], sweep_dir: str, trial_id: str) -> None:
     """A single-worker trial, in its Tune trial process: no Train controller or worker group to start."""
     from ray import tune
 
     if storage.read_bytes(storage.join(sweep_dir, PLAN_FILE)) is None:  # written by the driver before any trial
         raise UserError(f"this trial's node cannot see the sweep's storage {sweep_dir} (no {PLAN_FILE} there): give "
                         "--storage a filesystem shared by every node at the same path, or an s3:// / gs:// URI")
-    checkpoints = TrialCheckpoints(checkpoints_root)
+    checkpoints = TrialCheckpoints(storage.join(sweep_dir, TRAIN_DIR, trial_id))
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path) -> None:
         tune.report({**metrics, "checkpoint_path": checkpoints.save(checkpoint_dir, int(metrics["epoch"]))})
 
     latest = checkpoints.latest()
     device = "cuda:0" if _wants_gpu(config) else "cpu"  # Ray shows this process only the GPUs the trial holds
-    _train(config, storage.local_copy(latest) if latest else None, device, report, {"world_size": 1})
+    _train(config, trial_id, storage.local_copy(latest) if latest else None, device, report, {"world_size": 1})
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -132,4 +145,5 @@ def train_worker(config: dict[str, Any]) -> None:
     pg = ray.util.get_current_placement_group()
     extra = {"train_pg_id": pg.id.hex() if pg is not None else None, "world_size": context.get_world_size()}
     ckpt = ray.train.get_checkpoint()
-    _train(config, ckpt.as_directory() if ckpt is not None else None, device, report, extra)
+    name = f"{context.get_experiment_name()}-rank{rank}"  # the Train run is named after the trial
+    _train(config, name, ckpt.as_directory() if ckpt is not None else None, device, report, extra)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -134,6 +135,9 @@ def test_sweep_writes_parquet_and_survives_nan_crash_and_failure(cluster, tmp_pa
         assert list(theirs["val_miou"]) == list(mine["val_miou"]) and list(theirs["loss_G_total"]) == list(
             mine["loss_G_total"]
         ), name
+
+    # no trial's local work folder is left behind, not even by the killed process (its restart replaced it)
+    assert not [d for tid in df["trial_id"] for d in Path(tempfile.gettempdir()).glob(f"cycleseg-{tid}*")]
 
     # crash in epoch 1 has no checkpoint to resume from: every retry crashes, the trial fails
     failed = t["fault_crash_1"]

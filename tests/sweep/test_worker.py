@@ -37,4 +37,4 @@ def test_a_trial_on_a_node_that_cannot_see_the_storage_stops_with_what_to_use(tm
     from cycleseg.sweep.worker import tune_worker
 
     with pytest.raises(UserError, match=r"cannot see the sweep's storage .* shared by every node .* s3://"):
-        tune_worker({}, str(tmp_path / "runs" / "s"), str(tmp_path / "runs" / "s" / "train" / "t1"))
+        tune_worker({}, str(tmp_path / "runs" / "s"), "t1")
