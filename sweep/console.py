@@ -162,7 +162,7 @@ class ConsoleCallback(tune.Callback):
         CONSOLE.line(f"started   {self.describe(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        CONSOLE.line(f"retried   {self.describe(trial)}: it failed and runs again from its last checkpoint")
+        CONSOLE.line(f"retried   {self.describe(trial)}: it failed and runs again (from its last checkpoint, if any)")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" not in result:

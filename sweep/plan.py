@@ -60,6 +60,7 @@ class Plan:
     cells: list[dict[str, Any]]  # search: {"overrides", "variant"} per grid cell; grid: empty
     seeds: list[int]
     max_concurrent: int | None = None  # set when the sweep starts
+    workers_per_trial: int | None = None  # set when the sweep starts: 1 trains in Tune's process, more with Train
     searched: list[str] = field(default_factory=list)  # the search's fields: they vary within a grid cell
     space: SearchSpace | None = field(default=None, compare=False)
 
@@ -87,7 +88,8 @@ class Plan:
         return cls.build(space, sets)
 
     def to_json(self) -> str:
-        keys = ("space_path", "sets", "num_trials", "trials", "cells", "seeds", "max_concurrent", "searched")
+        keys = ("space_path", "sets", "num_trials", "trials", "cells", "seeds", "max_concurrent", "workers_per_trial",
+                "searched")
         return json.dumps({k: getattr(self, k) for k in keys}, indent=1)
 
     @classmethod

@@ -165,6 +165,10 @@ def _run(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[TrialCo
         nodes = alive_nodes()
         r = resolve_resources(workers_per_trial, gpus_per_worker, cpus_per_worker, nodes)
         concurrent = max_concurrent_trials(max_concurrent, r, nodes)
+        if resume and plan.workers_per_trial and plan.workers_per_trial != r.workers:
+            # one worker trains in Tune's trial process, more in a Train run: their checkpoints and retries differ
+            raise UserError(f"--resume: sweep '{name}' runs {plan.workers_per_trial} worker(s) per trial; resume with "
+                            f"--workers-per-trial {plan.workers_per_trial}")
         if resume and plan.max_concurrent and concurrent < plan.max_concurrent:
             # Tune restores the old cap (Tuner.restore takes no TuneConfig): more trials than fit would
             # wait for workers that never come
@@ -185,7 +189,7 @@ def _run(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[TrialCo
         if resume and tune.Tuner.can_restore(sweep_dir):
             tuner = tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:  # a new sweep, or one whose driver died before Tune saved any state
-            plan.max_concurrent = concurrent
+            plan.max_concurrent, plan.workers_per_trial = concurrent, r.workers
             store.write_bytes(store.join(sweep_dir, PLAN_FILE), plan.to_json().encode())
             tuner = _new_tuner(plan, trainable, name, root, sweep_dir, r, concurrent, log is None, mlflow)
         tuner.fit()
@@ -217,7 +221,9 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
         tune_config=tune.TuneConfig(
             num_samples=num_samples, max_concurrent_trials=concurrent, scheduler=scheduler, search_alg=search_alg,
             trial_dirname_creator=trial_dirname,
-            reuse_actors=True,  # the next trial starts in a process that has imported torch and cycleseg
+            # the next single-worker trial starts in a process that has imported torch and cycleseg. Not for DDP:
+            # a stopped DDP trial's process must die, or its Train run would go on training
+            reuse_actors=r.workers == 1,
         ),
         run_config=tune.RunConfig(
             name=name, storage_path=root, verbose=1 if verbose else 0,

@@ -86,6 +86,18 @@ def list_files(folder: str | Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
 
 
+def list_dirs(folder: str | Path) -> list[str]:
+    """Names of the folders directly in ``folder`` (local or URI); empty when it does not exist."""
+    if is_uri(folder):
+        import pyarrow.fs as pafs
+
+        fs, path = _fs(str(folder))
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+    d = local_path(folder)
+    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+
 def is_dir(location: str | Path) -> bool:
     if is_uri(location):
         import pyarrow.fs as pafs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import tempfile
 import warnings
@@ -19,6 +20,7 @@ from typing import Any
 import ray
 
 from cycleseg.model import checkpoint
+from cycleseg.model.data import PreparedData
 from cycleseg.model.errors import UserError
 from cycleseg.model.records import for_choices
 from cycleseg.model.resolve import resolve_config
@@ -50,12 +52,13 @@ class TrialCheckpoints:
     """A single-worker trial's checkpoints in one folder (local or URI): ``<root>/checkpoint_epochNNNN/``.
 
     Each epoch's checkpoint is uploaded whole, then the ``latest`` file is rewritten to name it (one atomic
-    write), then the one before is deleted: whenever the trial dies, ``latest`` names a complete checkpoint.
+    write), then the others are deleted: whenever the trial dies, ``latest`` names a complete checkpoint.
     Tune does not track them: its keep-the-last-N checkpoints can be deleted while its experiment state,
     saved about once a second, still names one, and a resumed sweep then cannot restore the trial.
     """
 
     LATEST = "latest"
+    PREFIX = "checkpoint_epoch"
 
     def __init__(self, root: str) -> None:
         self.root = root
@@ -66,12 +69,15 @@ class TrialCheckpoints:
 
     def save(self, local_dir: Path, epoch: int) -> str:
         """Store ``local_dir`` as epoch ``epoch``'s checkpoint; returns where it is."""
-        previous = self.latest()
-        dest = storage.join(self.root, f"checkpoint_epoch{epoch:04d}")
+        name = f"{self.PREFIX}{epoch:04d}"
+        dest = storage.join(self.root, name)
+        if self.latest() == dest:  # stored and complete already (a finished trial run again reports it once more)
+            return dest
         storage.upload_dir(local_dir, dest)
-        storage.write_bytes(storage.join(self.root, self.LATEST), dest.rsplit("/", 1)[1].encode())
-        if previous is not None and previous != dest:
-            storage.delete_dir(previous)
+        storage.write_bytes(storage.join(self.root, self.LATEST), name.encode())
+        for old in storage.list_dirs(self.root):  # the one before, and any a killed process left
+            if old.startswith(self.PREFIX) and old != name:
+                storage.delete_dir(storage.join(self.root, old))
         return dest
 
 
@@ -88,18 +94,37 @@ def _workdir(name: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _train(config: dict[str, Any], name: str, restore: contextlib.AbstractContextManager[Path] | None, device: str,
-           report: Report, extra: dict[str, Any]) -> None:
-    """``run_trial`` on the trial's config, resumed from the checkpoint folder ``restore`` gives, if any."""
+def _train(config: dict[str, Any], data: PreparedData, name: str,
+           restore: contextlib.AbstractContextManager[Path] | None, device: str, report: Report,
+           extra: dict[str, Any]) -> None:
+    """``run_trial`` on the trial's config, resumed from the checkpoint folder ``restore`` gives, if any.
+
+    A trial restored after it had ended (its last epoch, or diverged: a driver killed before it recorded
+    the end) trains no further and reports its last epoch once more, so Tune's last result is the true one.
+    """
     cfg = dataclasses.replace(resolve_config(config["cfg"]), device=device)
-    data = ray.get(config["data"])  # zero-copy, read-only views of the object store; never written to
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     extra = {**extra, "gpus_held": config["gpus_held"], "resumed": restore is not None}
+    reporter = RayReporter(report, extra)
     with _workdir(name) as workdir:
+        ckpt = workdir / checkpoint.FOLDER
         if restore is not None:  # a copy: the trainer replaces its checkpoint folder every epoch
             with restore as d:
-                shutil.copytree(d, workdir / checkpoint.FOLDER)
-        run_trial(cfg, workdir=workdir, reporter=RayReporter(report, extra), resume=restore is not None, data=data)
+                shutil.copytree(d, ckpt)
+            history = checkpoint.read_history(ckpt)
+            if history and (history[-1]["epoch"] >= cfg.epochs or history[-1].get("diverged")):
+                reporter.report(history[-1], ckpt)
+                return
+        run_trial(cfg, workdir=workdir, reporter=reporter, resume=restore is not None, data=data)
+
+
+def _trial_gpu() -> str:
+    """This process's GPU: Ray shows it only the ones the trial holds, unless told not to set CUDA_VISIBLE_DEVICES."""
+    ids = [str(i) for i in ray.get_gpu_ids()]
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if not ids:
+        return "cuda:0"
+    return f"cuda:{visible.index(ids[0]) if ids[0] in visible else int(ids[0])}"
 
 
 def _wants_gpu(config: dict[str, Any]) -> bool:
@@ -121,8 +146,18 @@ def tune_worker(config: dict[str, Any], sweep_dir: str, trial_id: str) -> None:
         tune.report({**metrics, "checkpoint_path": checkpoints.save(checkpoint_dir, int(metrics["epoch"]))})
 
     latest = checkpoints.latest()
-    device = "cuda:0" if _wants_gpu(config) else "cpu"  # Ray shows this process only the GPUs the trial holds
-    _train(config, trial_id, storage.local_copy(latest) if latest else None, device, report, {"world_size": 1})
+    device = _trial_gpu() if _wants_gpu(config) else "cpu"
+    try:
+        _train(config, ray.get(config["data"]), trial_id, storage.local_copy(latest) if latest else None, device,
+               report, {"world_size": 1})
+    finally:
+        if device != "cpu":  # Tune reuses this process: the next trial starts with only its own GPU memory held
+            import gc
+
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -146,4 +181,5 @@ def train_worker(config: dict[str, Any]) -> None:
     extra = {"train_pg_id": pg.id.hex() if pg is not None else None, "world_size": context.get_world_size()}
     ckpt = ray.train.get_checkpoint()
     name = f"{context.get_experiment_name()}-rank{rank}"  # the Train run is named after the trial
-    _train(config, name, ckpt.as_directory() if ckpt is not None else None, device, report, extra)
+    _train(config, ray.get(config["data"]), name, ckpt.as_directory() if ckpt is not None else None, device, report,
+           extra)

@@ -2,6 +2,7 @@
 driver killed and the sweep resumed there, then best-config and report reading the URI. Paths stay URIs."""
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -101,6 +102,13 @@ def test_sweep_on_s3_survives_a_killed_driver_and_is_read_back_from_the_uri(s3_e
     assert sorted(rows["epochs"]) == [2, 3, 30] and set(rows["status"]) == {"completed"}
     assert all(p.startswith(f"{uri}/{sweep}/train/{t}/checkpoint_")  # a URI, not s3:/...
                for p, t in zip(rows["checkpoint_path"], rows["trial_id"], strict=True))
+    # each trial keeps one checkpoint in the bucket; the interrupted one went on from its own after the restart
+    for t in rows["trial_id"]:
+        assert len({k.split("/")[5] for k in keys if k.startswith(f"{prefix}train/{t}/checkpoint_")}) == 1, t
+    long = rows.set_index("epochs").loc[30, "trial_id"]
+    results = s3.get_object(Bucket=BUCKET, Key=f"{prefix}{long}/result.json")["Body"].read().decode().splitlines()
+    after = [r["epoch"] for r in map(json.loads, results) if r["resumed"]]
+    assert after and after[0] > 1 and after[-1] == 30
     assert any(k.startswith(prefix + "logs/") for k in keys) and any(k.endswith("sweep.json") for k in keys)
     epochs = [k for k in keys if k.startswith(prefix + "epochs/") and k.endswith(".parquet")]
     assert len(epochs) == 3

@@ -248,6 +248,18 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     assert after and after[0] > 1 and after[-1] == 25
 
 
+def test_resume_keeps_the_workers_per_trial_the_sweep_started_with(cluster, tmp_path):
+    """One worker trains in Tune's trial process, more in a Train run: checkpoints and retries differ."""
+    from cycleseg.sweep.plan import PLAN_FILE, Plan
+
+    plan = Plan.from_space(space(tmp_path, ""), {})
+    plan.max_concurrent, plan.workers_per_trial = 1, 2
+    (tmp_path / "runs" / "ddp").mkdir(parents=True)
+    (tmp_path / "runs" / "ddp" / PLAN_FILE).write_text(plan.to_json())
+    with pytest.raises(UserError, match=r"runs 2 worker.* per trial; resume with --workers-per-trial 2"):
+        run_sweep(None, name="ddp", storage=str(tmp_path / "runs"), resume=True, gpus_per_worker=0)
+
+
 def test_resume_needs_an_existing_sweep(cluster, tmp_path):
     with pytest.raises(UserError, match="no sweep 'nope'"):
         run_sweep(None, name="nope", storage=str(tmp_path), resume=True)

@@ -29,6 +29,15 @@ def test_each_epoch_replaces_the_last_and_latest_moves_only_once_it_is_complete(
     assert c.latest() == second and (partial / "state.pt").read_text() == "epoch 2"
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint_epoch0002", "latest"]
     assert sorted(p.name for p in partial.iterdir()) == ["history.json", "state.pt"]
+    # killed after moving latest but before deleting the one before: the next save removes that one too
+    (root / "checkpoint_epoch0001").mkdir()
+    third = c.save(local_checkpoint(tmp_path, 3), 3)
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint_epoch0003", "latest"]
+    # a finished trial run again reports its last epoch once more: the complete stored copy is kept as is
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "state.pt").write_text("not the stored one")
+    assert c.save(other, 3) == third and (root / "checkpoint_epoch0003" / "state.pt").read_text() == "epoch 3"
 
 
 def test_a_trial_on_a_node_that_cannot_see_the_storage_stops_with_what_to_use(tmp_path):
@@ -38,3 +47,32 @@ def test_a_trial_on_a_node_that_cannot_see_the_storage_stops_with_what_to_use(tm
 
     with pytest.raises(UserError, match=r"cannot see the sweep's storage .* shared by every node .* s3://"):
         tune_worker({}, str(tmp_path / "runs" / "s"), "t1")
+
+
+def test_a_trial_restored_after_its_last_epoch_reports_it_again_and_trains_no_further(tmp_path, monkeypatch):
+    """A driver killed after a trial's last checkpoint but before it recorded the end: the resumed run must give
+    Tune that epoch again (else Tune's last result is an older one), and must not train on."""
+    from cycleseg.model.data import prepare_dataset
+    from cycleseg.model.resolve import resolve_config
+    from cycleseg.sweep import storage
+    from cycleseg.sweep.worker import _train
+
+    monkeypatch.setenv("CYCLESEG_CACHE", str(tmp_path / "cache"))
+    cfg = {"dataset": "digits", "preset": "tiny", "method": "partial", "digits_train": 12, "digits_val": 6,
+           "digits_test": 6, "image_height": 32, "image_width": 32, "epochs": 1, "device": "cpu"}
+    data = prepare_dataset(resolve_config(cfg))
+    checkpoints = TrialCheckpoints(str(tmp_path / "train" / "t1"))
+    reports = []
+
+    def report(metrics, checkpoint_dir):
+        reports.append({**metrics, "checkpoint_path": checkpoints.save(checkpoint_dir, int(metrics["epoch"]))})
+
+    config = {"cfg": cfg, "gpus_held": 0.0}
+    _train(config, data, "t1-test", None, "cpu", report, {"world_size": 1})
+    assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False)]
+    stored = (tmp_path / "train" / "t1" / "checkpoint_epoch0001" / "state.pt").read_bytes()
+    _train(config, data, "t1-test", storage.local_copy(checkpoints.latest()), "cpu", report, {"world_size": 1})
+    assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False), (1, True)]
+    assert reports[1]["val_miou"] == reports[0]["val_miou"] and not any(k.startswith("test_") for k in reports[1])
+    assert reports[1]["checkpoint_path"] == checkpoints.latest()
+    assert (tmp_path / "train" / "t1" / "checkpoint_epoch0001" / "state.pt").read_bytes() == stored  # not retrained
