@@ -74,28 +74,25 @@ def read_bytes(src: str) -> bytes | None:
         return f.read()
 
 
-def list_files(folder: str | Path) -> list[str]:
-    """Names of the files directly in ``folder`` (local or URI); empty when it does not exist."""
+def _entries(folder: str | Path, dirs: bool) -> list[str]:
+    """Names of the files (or folders) directly in ``folder`` (local or URI); empty when it does not exist."""
     if is_uri(folder):
         import pyarrow.fs as pafs
 
         fs, path = _fs(str(folder))
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
+        kind = pafs.FileType.Directory if dirs else pafs.FileType.File
+        return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+                      if i.type == kind)
     d = local_path(folder)
-    return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+    return sorted(p.name for p in d.iterdir() if (p.is_dir() if dirs else p.is_file())) if d.is_dir() else []
+
+
+def list_files(folder: str | Path) -> list[str]:
+    return _entries(folder, dirs=False)
 
 
 def list_dirs(folder: str | Path) -> list[str]:
-    """Names of the folders directly in ``folder`` (local or URI); empty when it does not exist."""
-    if is_uri(folder):
-        import pyarrow.fs as pafs
-
-        fs, path = _fs(str(folder))
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
-    d = local_path(folder)
-    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+    return _entries(folder, dirs=True)
 
 
 def is_dir(location: str | Path) -> bool:
