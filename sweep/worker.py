@@ -99,6 +99,8 @@ def _train(config: dict[str, Any], data: PreparedData, name: str,
            extra: dict[str, Any]) -> None:
     """``run_trial`` on the trial's config, resumed from the checkpoint folder ``restore`` gives, if any.
 
+    ``data`` is the sweep's decoded dataset from the object store: zero-copy, read-only views, never written to.
+
     A trial restored after it had ended (its last epoch, or diverged: a driver killed before it recorded
     the end) trains no further and reports its last epoch once more, so Tune's last result is the true one.
     """
