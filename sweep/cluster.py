@@ -18,11 +18,16 @@ from cycleseg.sweep.ray_compat import TRAIN_ENV
 
 @dataclass(frozen=True)
 class Resources:
-    """What one trial's Train workers hold."""
+    """What one trial's workers hold."""
 
     workers: int
     cpus_per_worker: float
     gpus_per_worker: float
+
+    @property
+    def in_trial_process(self) -> bool:
+        """One worker trains in the Tune trial's own process; several (DDP) are a Ray Train run."""
+        return self.workers == 1
 
     @property
     def gpus(self) -> float:

@@ -223,7 +223,7 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
             trial_dirname_creator=trial_dirname,
             # the next single-worker trial starts in a process that has imported torch and cycleseg. Not for DDP:
             # a stopped DDP trial's process must die, or its Train run would go on training
-            reuse_actors=r.workers == 1,
+            reuse_actors=r.in_trial_process,
         ),
         run_config=tune.RunConfig(
             name=name, storage_path=root, verbose=1 if verbose else 0,

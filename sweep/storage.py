@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,8 +125,6 @@ def upload_dir(src: Path, dest: str) -> None:
     Not atomic on an object store: callers publish ``dest`` afterwards (e.g. a pointer file) when it is complete.
     """
     if not is_uri(dest):
-        import shutil
-
         target = local_path(dest)
         tmp = target.with_name(f".{target.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -144,8 +143,6 @@ def upload_dir(src: Path, dest: str) -> None:
 def delete_dir(location: str) -> None:
     """Remove the folder ``location`` (local path or URI) and everything in it; nothing if it is not there."""
     if not is_uri(location):
-        import shutil
-
         shutil.rmtree(local_path(location), ignore_errors=True)
         return
     import pyarrow.fs as pafs

@@ -29,12 +29,12 @@ DRIVER_RESOURCES = {"memory": 64 * 1024**2}  # a DDP trial's driver: no CPU, so 
 
 def trial_resources(r: Resources) -> dict[str, float]:
     """What one Tune trial reserves: the worker itself, or for DDP only its driver (Train reserves the workers)."""
-    return r.per_worker() if r.workers == 1 else DRIVER_RESOURCES
+    return r.per_worker() if r.in_trial_process else DRIVER_RESOURCES
 
 
 def retries(r: Resources) -> tuple[int, int]:
     """(Tune's, Train's) restarts per trial: whoever runs the training restarts it."""
-    return (MAX_RETRIES, 0) if r.workers == 1 else (0, MAX_RETRIES)
+    return (MAX_RETRIES, 0) if r.in_trial_process else (0, MAX_RETRIES)
 
 
 def cycleseg_trial(config: dict[str, Any], *, settings: dict[str, Any], data_refs: dict[str, Any]) -> None:
@@ -46,7 +46,7 @@ def cycleseg_trial(config: dict[str, Any], *, settings: dict[str, Any], data_ref
         "gpus_per_worker": r.gpus_per_worker,
         "gpus_held": r.gpus,
     }
-    if r.workers == 1:
+    if r.in_trial_process:
         tune_worker(worker_config, settings["sweep_dir"], tune.get_context().get_trial_id())
     else:
         _fit_trainer(worker_config, r, store.join(settings["sweep_dir"], TRAIN_DIR))
