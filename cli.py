@@ -71,7 +71,8 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]},
-             epilog=_examples("cycleseg sweep", "cycleseg report runs/demo", "cycleseg debug --preset tiny --epochs 2"))
+             epilog=_examples("cycleseg sweep", "cycleseg report runs/demo", "cycleseg debug --preset tiny --epochs 2",
+                              "cycleseg confirm runs/lambdas --seeds 5   # a search's winners on fresh seeds"))
 @click.version_option(_version(), "--version", prog_name="cycleseg", message="%(prog)s %(version)s")
 def main() -> None:
     """Semi-supervised segmentation with CycleGAN (Mondal et al. 2019): sweeps on Ray."""
@@ -90,7 +91,9 @@ def main() -> None:
 @click.option("--seed", type=int, help="Fixes the labeled subset, init and batch order.")
 @click.option("--epochs", type=int, help="Training epochs.")
 @click.option("--preset", help="Network size: paper, small, tiny.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any config field, e.g. --set lambda_2=0.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any config field, e.g. --set lambda_2=0 or --set d_s_input=straight_through; every field with "
+              "its range, default and meaning: docs/config.md.")
 @click.option("--out", type=click.Path(), default="runs/debug", show_default=True, help="Output folder.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where to train (default auto).")
@@ -99,6 +102,11 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: str, resume: boo
     """Train one trial locally, without Ray, through the same entry point a sweep worker calls.
 
     With no options on a machine without a GPU: a quick sanity run (tiny networks, 2 epochs).
+
+    Config fields (docs/config.md): the data, the method and its weights lambda_1..lambda_5, the GAN levers
+    (recipe, d_s_input, gumbel_tau, instance_noise, instance_noise_anneal, real_label_smoothing, discriminator,
+    d_depth, d_norm, d_lr_ratio, pool_size, pool_prob, unsup_warmup_epochs, unsup_rampup_epochs), the
+    networks, the optimiser, evaluation and execution.
     """
     from cycleseg.model.debug import debug_config, debug_run
 
@@ -107,28 +115,44 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: str, resume: boo
     debug_run(cfg, out, resume=resume)
 
 
+def _run_options(resume_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options of every command that runs a sweep (sweep, confirm): where it goes, the cluster, how it runs."""
+    options = [
+        click.option("--storage", default="runs", show_default=True,
+                     help="Local dir, shared FS path or s3:// / gs:// URI."),
+        click.option("--address", envvar="RAY_ADDRESS",
+                     help="Join this Ray cluster (or set RAY_ADDRESS); none starts a local Ray."),
+        click.option("--workers-per-trial", type=int, default=1, show_default=True,
+                     help="Ray Train workers (DDP ranks) per trial."),
+        click.option("--gpus-per-worker", type=float, default=None,
+                     help="GPUs per worker, fractional to pack trials (default 1 if the cluster has GPUs, else 0)."),
+        click.option("--cpus-per-worker", type=float, default=1.0, show_default=True),
+        click.option("--max-concurrent", type=int, default=None,
+                     help="Trials at once (default: what the cluster fits)."),
+        click.option("--dry-run", is_flag=True, help="Print the expanded trials and a compute estimate; run nothing."),
+        click.option("--resume", is_flag=True, help=resume_help),
+        click.option("--verbose", is_flag=True,
+                     help="Show Ray's own output too (by default it goes to <sweep>/logs/)."),
+        click.option("--mlflow", metavar="URI", default=None,
+                     help="Log every trial as an MLflow run to this tracking server (extra: cycleseg[mlflow])."),
+    ]
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
 @main.command(epilog=_examples(
     "cycleseg sweep                                   # the demo on an embedded local Ray",
     "cycleseg sweep table1 --set data_root=/data/VOC2012 --dry-run",
     "cycleseg sweep --resume --name table1"))
 @click.argument("space", required=False, default=None)
 @click.option("--name", help="Sweep name (folder under --storage); default: the space's file name.")
-@click.option("--storage", default="runs", show_default=True, help="Local dir, shared FS path or s3:// / gs:// URI.")
-@click.option("--address", envvar="RAY_ADDRESS",
-              help="Join this Ray cluster (or set RAY_ADDRESS); none starts a local Ray.")
-@click.option("--workers-per-trial", type=int, default=1, show_default=True,
-              help="Ray Train workers (DDP ranks) per trial.")
-@click.option("--gpus-per-worker", type=float, default=None,
-              help="GPUs per worker, fractional to pack trials (default 1 if the cluster has GPUs, else 0).")
-@click.option("--cpus-per-worker", type=float, default=1.0, show_default=True)
-@click.option("--max-concurrent", type=int, default=None, help="Trials at once (default: what the cluster fits).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a base config field for every trial.")
-@click.option("--dry-run", is_flag=True, help="Print the expanded trials and a compute estimate; run nothing.")
-@click.option("--resume", is_flag=True,
-              help="Finish an interrupted sweep (same --name) without re-running finished trials.")
-@click.option("--verbose", is_flag=True, help="Show Ray's own output too (by default it goes to <sweep>/logs/).")
-@click.option("--mlflow", metavar="URI", default=None,
-              help="Log every trial as an MLflow run to this tracking server (extra: cycleseg[mlflow]).")
+@_run_options("Finish an interrupted sweep (same --name) without re-running finished trials.")
 @click.option("--list", "list_spaces", is_flag=True, help="List the shipped spaces and exit.")
 @_user_errors
 def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: Any) -> None:
@@ -146,6 +170,37 @@ def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: A
     from cycleseg.sweep.runner import run_sweep
 
     outcome = run_sweep(space, sets=list(sets), **opts)
+    if outcome is not None and outcome.failed:
+        sys.exit(1)
+
+
+@main.command(epilog=_examples(
+    "cycleseg confirm runs/lambdas --seeds 5 --name lambdas-confirm",
+    "cycleseg confirm runs/lambdas --seeds 100,101,102 --with-default --dry-run",
+    "cycleseg confirm --resume --name lambdas-confirm         # after the driver died",
+    "cycleseg report runs/lambdas-confirm"))
+@click.argument("source", metavar="[SWEEP]", required=False, default=None)
+@click.option("--seeds", default=None, metavar="N|S1,S2,...",
+              help="A count: the N smallest seeds no trial of SWEEP used (default 5); or the seeds themselves, "
+                   "e.g. 100,101,102 (a seed SWEEP used is refused). At least 2.")
+@click.option("--with-default", is_flag=True,
+              help="Also re-run each cell with its searched fields at their defaults (e.g. the paper's λ's).")
+@click.option("--name", help="Confirmation sweep name (folder under --storage); default: <SWEEP name>-confirm.")
+@_run_options("Finish an interrupted confirmation: cycleseg confirm --resume --name NAME (same --storage); "
+              "cycleseg sweep --resume --name NAME works too where --storage is local.")
+@_user_errors
+def confirm(source: str | None, **opts: Any) -> None:
+    """Re-run a search's winners on fresh seeds, each paired with partial: gains free of the winner's curse.
+
+    SWEEP: a finished sweep folder (local or s3:// / gs:// URI). Each grid cell's winner (chosen on val as
+    best-config does; semi-supervised methods only) runs on seeds SWEEP never used, beside partial at the
+    same dataset, labeled fraction and budget. It is an ordinary sweep: the generated space
+    (<storage>/<name>/confirm.yaml), confirm.json (provenance), Parquet results, `cycleseg report`.
+    Exit status 1 when a trial failed after its retries.
+    """
+    from cycleseg.sweep.confirm import confirm_winners
+
+    outcome = confirm_winners(source, **opts)
     if outcome is not None and outcome.failed:
         sys.exit(1)
 

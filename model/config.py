@@ -11,6 +11,11 @@ the search-space files built on it) is generated from this class.
 Paper symbols (Mondal et al. 2019, Eq. 8): ``lambda_1`` weights L^I_gen (G_SI supervised L2),
 ``lambda_2`` L^S_cycle (label cycle CE), ``lambda_3`` L^I_cycle (image cycle L1), ``lambda_4``
 L^S_disc (label adversarial), ``lambda_5`` L^I_disc (image adversarial). L^S_gen has weight 1.
+
+``GAN_FIELDS`` are the levers a GAN researcher reaches for beyond the λ's (how D_S sees a prediction,
+instance noise, label smoothing, the discriminators' architecture and learning rate, history pools, a
+warm-up and ramp-up of the unsupervised terms); their defaults are the paper as written. ``recipe:
+paper-code`` sets them, where no layer sets them, the way the authors' paper-era code ran (``RECIPES``).
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
 
 from cycleseg.model.errors import UserError
 from cycleseg.model.registry import suggest
@@ -35,6 +43,23 @@ PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"ngf": 8, "ndf": 8, "n_blocks": 2},
 }
 LAMBDAS: tuple[str, ...] = ("lambda_1", "lambda_2", "lambda_3", "lambda_4", "lambda_5")
+# The unsupervised-side weights the warm-up and ramp-up scale (λ1, G_SI's supervised L2, is never ramped).
+RAMPED_LAMBDAS: tuple[str, ...] = LAMBDAS[1:]
+D_S_INPUTS = ("softmax", "detached_argmax", "straight_through", "gumbel")
+DISCRIMINATORS = ("pixel", "patch", "hung")
+D_NORMS = ("batch", "instance")
+# ``recipe: paper-code``: what the authors' paper-era code (bc02d92) ran, per method, applied where no layer
+# sets the field. The rows and their sources are in docs/paper-code.md. What shared/notes says not to copy
+# (no ignore label, mIoU without background, ACDC split by slice) is not a training choice and stays out.
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {},
+    "paper-code": {
+        "cyclegan": {"d_s_input": "detached_argmax", "lambda_4": 0.5, "lambda_5": 0.5, "d_norm": "instance",
+                     "pool_size": 50, "pool_prob": 0.5},
+        "partial": {"beta1": 0.9},
+        "full": {"beta1": 0.9},
+    },
+}
 # The epoch a trial reports (``cycleseg.model.records.selected_epoch``), always chosen on the val split.
 SELECT_RULES: tuple[str, ...] = ("best_val", "final")
 
@@ -69,6 +94,10 @@ Blocks = _num(int, ge=0, le=128)
 Epochs = _num(int, ge=1, le=100_000)
 Batch = _num(int, ge=1, le=65_536)
 Side = _num(int, ge=8, le=8192, multiple_of=4)
+Smoothing = _num(float, ge=0, lt=1, allow_inf_nan=False)
+Depth = _num(int, ge=1, le=8)
+PoolSize = _num(int, ge=0, le=100_000)
+WarmEpochs = _num(int, ge=0, le=100_000)
 Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
 
@@ -117,6 +146,61 @@ class TrialConfig:
     hung_d_lr: PositiveFloat = Field(1e-4, description="hung: Adam learning rate of its discriminator")
     hung_d_beta1: Beta = Field(0.9, description="hung: Adam beta1 of its discriminator, in [0, 1)")
     hung_d_beta2: Beta = Field(0.99, description="hung: Adam beta2 of its discriminator, in [0, 1)")
+    recipe: Literal[tuple(RECIPES)] = Field(  # type: ignore[valid-type]
+        "paper", description="paper = the paper as written; paper-code = the authors' code bc02d92 as it ran "
+        "(cyclegan: d_s_input=detached_argmax, lambda_4=lambda_5=0.5, d_norm=instance, pool_size=50; partial, "
+        "full: beta1=0.9), applied to the fields no layer sets (docs/paper-code.md)"
+    )
+
+    # --- GAN training levers (cyclegan; defaults = the paper as written) ------------------------
+    d_s_input: Literal[D_S_INPUTS] = Field(  # type: ignore[valid-type]
+        "softmax", description="how D_S sees a prediction: softmax (paper Eq. 4), detached_argmax (the authors' "
+        "code: a hard class map, no gradient from lambda_4 to G_IS), straight_through (hard one-hot forward, "
+        "softmax gradient backward; Bengio et al. 2013), gumbel (Gumbel-softmax at gumbel_tau; Jang et al. 2017)"
+    )
+    gumbel_tau: PositiveFloat = Field(1.0, description="d_s_input=gumbel: the Gumbel-softmax temperature, > 0")
+    instance_noise: Weight = Field(
+        0.0, description="σ of Gaussian noise added to both discriminators' inputs, real and generated, in both "
+        "phases (Sønderby et al. 2017); images are in [-1, 1], masks in [0, 1]; 0 = off"
+    )
+    instance_noise_anneal: bool = Field(
+        False, description="anneal instance_noise linearly to 0 over the run's iterations"
+    )
+    real_label_smoothing: Smoothing = Field(
+        0.0, description="one-sided label smoothing: the discriminators' real target is 1 - this, generated stays "
+        "0 (Salimans et al. 2016); in [0, 1); 0 = off"
+    )
+    discriminator: Literal[DISCRIMINATORS] = Field(  # type: ignore[valid-type]
+        "pixel", description="D_S and D_I: pixel (1x1 convs, paper §3.3), patch (PatchGAN, Isola et al. 2017: sees "
+        "shapes up to its receptive field, depth d_depth), hung (Hung et al. 2018's fully convolutional D, >= 32 px)"
+    )
+    d_depth: Depth = Field(
+        2, description="discriminator=patch: its stride-2 layers; receptive field 9*2^depth - 2 px (16, 34, 70 "
+        "for 1, 2, 3); images need >= 3*2^depth px"
+    )
+    d_norm: Literal[D_NORMS] = Field(  # type: ignore[valid-type]
+        "batch", description="norm of the pixel and patch discriminators: batch (paper §3.3) or instance (the "
+        "authors' code); hung's D has none"
+    )
+    d_lr_ratio: PositiveFloat = Field(
+        1.0, description="the discriminators' Adam learning rate as a multiple of lr (< 1: a slower D)"
+    )
+    pool_size: PoolSize = Field(
+        0, description="history pool: generated batches kept per discriminator (Shrivastava et al. 2017; the "
+        "authors' code: 50); 0 = off"
+    )
+    pool_prob: Probability = Field(
+        0.5, description="pool_size > 0: the chance a full pool hands the discriminator an old batch (swapping in "
+        "the new one)"
+    )
+    unsup_warmup_epochs: WarmEpochs = Field(
+        0, description="epochs of supervised-only training first: lambda_2..lambda_5 act as 0 (the budget is "
+        "unchanged: every epoch runs the same steps)"
+    )
+    unsup_rampup_epochs: WarmEpochs = Field(
+        0, description="after the warm-up, lambda_2..lambda_5 ramp up over this many epochs as exp(-5(1-t)^2) "
+        "(Laine & Aila 2017); 0 = full weight at once"
+    )
 
     # --- networks -----------------------------------------------------------------------------
     preset: Preset = Field("paper", description="network size: paper (§3.3), small or tiny")
@@ -154,15 +238,21 @@ class TrialConfig:
 
     def hash(self, exclude: tuple[str, ...] = ()) -> str:
         """Stable short hash of the resolved config (``exclude=("seed",)`` groups replicates)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in exclude and k not in EXECUTION_FIELDS}
+        d = {k: v for k, v in self.to_dict().items() if k not in exclude and k not in EXECUTION_FIELDS
+             and not (k in LATER_FIELDS and v == DEFAULTS[k])}
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialConfig))
+# cyclegan's own settings beyond the λ's: from d_s_input to unsup_rampup_epochs, in declaration order
+GAN_FIELDS: tuple[str, ...] = FIELD_NAMES[FIELD_NAMES.index("d_s_input"): FIELD_NAMES.index("unsup_rampup_epochs") + 1]
 DEFAULTS: dict[str, Any] = TrialConfig().to_dict()
 # Fields that say where/how a run executes, not what it computes: left out of the hash, and never a
 # reason to keep two trials' results apart in a report.
+# Fields added after sweeps were already on disk: at their default they stay out of the hash, so a
+# configuration keeps the hash it had before they existed (a sweep resumed across the upgrade keeps its groups).
+LATER_FIELDS = frozenset({"recipe", *GAN_FIELDS})
 EXECUTION_FIELDS = frozenset({"data_root", "cache_dir", "device", "amp", "channels_last", "compile", "eval_batch_size"})
 
 
@@ -229,6 +319,45 @@ def check_value(key: str, value: Any, where: str = "") -> Any:
     if key not in FIELD_NAMES:
         raise UserError(f"{where}{unknown_key(key)}")
     return getattr(build({key: value}, where), key)
+
+
+def _range(name: str) -> str:
+    """A field's type and valid values, as a reader of the config docs needs them."""
+    fi = TrialConfig.__pydantic_fields__[name]
+    tp = fi.annotation
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if args and typing.get_origin(tp) in (typing.Union, types.UnionType) else tp
+    metadata = list(fi.metadata)
+    if typing.get_origin(base) is Annotated:  # an optional field's range sits inside the union
+        metadata += [x for m in base.__metadata__ for x in (m.metadata if isinstance(m, FieldInfo) else [m])]
+        base = typing.get_args(base)[0]
+    if typing.get_origin(base) is Literal:
+        kind = " \\| ".join(map(str, typing.get_args(base)))
+    else:
+        kind = getattr(base, "__name__", str(base))
+    bounds = []
+    for m in metadata:
+        for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"), ("multiple_of", "multiple of")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                bounds.append(f"{sym} {v:g}" if isinstance(v, float) else f"{sym} {v}")
+        if getattr(m, "pattern", None):
+            bounds.append(f"`{m.pattern}`".replace("|", "\\|"))
+    optional = " or null" if type(None) in typing.get_args(tp) else ""
+    return f"{kind}{optional}" + (f", {', '.join(bounds)}" if bounds else "")
+
+
+def fields_markdown() -> str:
+    """docs/config.md: every config field with its type and range, default and meaning (``make schema`` writes it)."""
+    lines = ["# Config fields", "",
+             "Generated from `TrialConfig` (`model/config.py`) by `make schema`; do not edit. Set any of them with "
+             "`--set key=value` (`debug`, `sweep`), in a `--config` YAML, or in a search space's `base`, `grid`, "
+             "`variants` and `search` (their JSON Schema: `search_spaces/schema.json`).", "",
+             "| field | type and range | default | meaning |", "|---|---|---|---|"]
+    for name in FIELD_NAMES:
+        meaning = describe(name).replace("|", "\\|")
+        lines.append(f"| `{name}` | {_range(name)} | `{DEFAULTS[name]}` | {meaning} |")
+    return "\n".join(lines) + "\n"
 
 
 def config_to_yaml(cfg: TrialConfig, header: str = "") -> str:

@@ -48,14 +48,14 @@ def _masked_mean(loss: Tensor, mask: Tensor | None) -> Tensor:
     return (loss * m).sum() / m.sum().clamp_min(1)
 
 
-def lsgan_real(d: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Least-squares GAN term for "real" (Eq. 4/5 first terms): mean((D − 1)²) over pixels in ``mask``.
+def lsgan_real(d: Tensor, mask: Tensor | None = None, target: float = 1.0) -> Tensor:
+    """Least-squares GAN term for "real" (Eq. 4/5 first terms): mean((D − target)²) over pixels in ``mask``.
 
     Also the generators' adversarial loss: they want D to call their output real. D_S's real input is
     the one-hot ground truth, whose ignored (255) pixels are all-zero vectors, not real masks: they are
-    left out through ``mask``.
+    left out through ``mask``. ``target`` below 1 is one-sided label smoothing (discriminators only).
     """
-    return _masked_mean((d.float() - 1.0).pow(2), mask)
+    return _masked_mean((d.float() - target).pow(2), mask)
 
 
 def lsgan_fake(d: Tensor) -> Tensor:

@@ -35,11 +35,19 @@ masks detached. The generators' adversarial terms use the least-squares form "ca
 The loss dicts hold the *unweighted* terms (the paper's L's) plus the weighted totals ``G_total``
 (Eq. 8 without the D-only parts) and ``D_total``. A term whose λ is 0 is neither computed nor
 reported, and a forward pass that only such terms need is skipped.
+
+The GAN levers of ``TrialConfig`` (``GAN_FIELDS``; their defaults are the paper as written) act here:
+``d_s_input`` is what D_S sees of a prediction (``CycleGAN.d_s_view``), ``instance_noise`` is added to
+every discriminator input (``CycleGAN.judge``), ``real_label_smoothing`` lowers D's real target,
+``pool_size``/``pool_prob`` feed D from a ``HistoryPool``, ``discriminator``/``d_norm``/``d_depth``/
+``d_lr_ratio`` build D and its Adam, and ``set_epoch`` applies the warm-up and ramp-up of λ2…λ5
+(``rampup_factor``; the effective weights go into each epoch's record).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -47,14 +55,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
 
 from cycleseg.model import losses
+from cycleseg.model.config import RAMPED_LAMBDAS
 from cycleseg.model.errors import UserError
 from cycleseg.model.masks import IGNORE, one_hot
 from cycleseg.model.metrics import ConfusionMatrix
-from cycleseg.model.networks import create_network, init_weights
+from cycleseg.model.networks import create_network, init_weights, patch_min_side
 from cycleseg.model.registry import Registry
 
 if TYPE_CHECKING:
@@ -115,6 +125,7 @@ class Method:
         self.networks: dict[str, nn.Module] = {}
         self.frozen_networks: dict[str, nn.Module] = {}  # unwrapped (maybe compiled): frozen passes, predict
         self.optimizers: dict[str, Optimizer] = {}
+        self.pools: dict[str, HistoryPool] = {}  # per discriminator, when it keeps a history (saved with the state)
         self._frozen: set[str] = set()
 
     # --- building ---------------------------------------------------------------------------
@@ -218,6 +229,13 @@ class Method:
         """Whether this iteration feeds the unlabeled batch to a network (what ``unlabeled_steps`` counts)."""
         return self.uses_unlabeled
 
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (1-based): per-epoch schedules start here. None by default."""
+
+    def effective_weights(self) -> dict[str, float]:
+        """The λ's acting in the current epoch, for the epoch record (``RAMPED_LAMBDAS``); none by default."""
+        return {}
+
     def optimize_parameters(self, batch: Batch) -> dict[str, Tensor]:
         """One training iteration. Returns a detached 0-dim tensor per loss term (no host sync)."""
         self.unlabeled_steps += self.draws_unlabeled()
@@ -233,6 +251,7 @@ class Method:
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "iteration": self.iteration,
             "unlabeled_steps": self.unlabeled_steps,
+            "pools": {n: list(p.items) for n, p in self.pools.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -246,9 +265,55 @@ class Method:
                 g.update(kw)
         self.iteration = int(state["iteration"])
         self.unlabeled_steps = int(state.get("unlabeled_steps", self.iteration if self.uses_unlabeled else 0))
+        for n, items in state.get("pools", {}).items():
+            self.pools[n].items = [t.to(self.device) for t in items]
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+
+class HistoryPool:
+    """A history of generated batches for a discriminator (Shrivastava et al. 2017; the authors' code keeps 50).
+
+    Until ``size`` batches are stored each new batch is stored and returned; then, with probability ``prob``,
+    a random stored batch is returned and the new one takes its place, else the new one is returned. Whole
+    batches, as the authors' code calls its pool with ``[batch]``. Draws from torch's global RNG, which the
+    checkpoint saves, so a resumed run draws the same. ``size`` 0 returns every batch unchanged.
+    """
+
+    def __init__(self, size: int, prob: float) -> None:
+        self.size, self.prob = size, prob
+        self.items: list[Tensor] = []
+
+    def query(self, batch: Tensor) -> Tensor:
+        if self.size == 0:
+            return batch
+        if len(self.items) < self.size:
+            self.items.append(batch)
+            return batch
+        if torch.rand(()).item() < self.prob:
+            i = int(torch.randint(self.size, ()).item())
+            old, self.items[i] = self.items[i], batch
+            return old
+        return batch
+
+
+def check_hung_discriminator_fits(info: DatasetInfo, who: str) -> None:
+    """Hung et al.'s discriminator has five stride-2 convolutions: it needs images of at least 32×32."""
+    if info.height < 32 or info.width < 32:
+        raise UserError(f"{who} needs images at least 32x32 (its discriminator has five stride-2 convs), dataset "
+                        f"'{info.name}' is {info.height}x{info.width}; set image_height/image_width >= 32")
+
+
+def rampup_factor(epoch: int, warmup: int, rampup: int) -> float:
+    """The share of λ2…λ5 acting in ``epoch`` (1-based): 0 during the ``warmup`` epochs, then Laine & Aila's
+    (2017) sigmoid ramp exp(−5(1 − t)²) with t = (epoch − warmup − 1) / rampup over ``rampup`` epochs, then 1."""
+    if epoch <= warmup:
+        return 0.0
+    if rampup == 0:
+        return 1.0
+    t = min(1.0, (epoch - warmup - 1) / rampup)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
 def seed_everything(seed: int) -> None:
@@ -294,6 +359,22 @@ class CycleGAN(Method):
     DISCRIMINATORS = ("D_S", "D_I")
     LOSS_TERMS = ("S_gen", "I_gen", "S_cycle", "I_cycle", "S_adv_G", "I_adv_G", "G_total",
                   "S_adv_D", "I_adv_D", "D_total")
+    # generator term -> the λ weighting it (Eq. 8); S_gen has weight 1
+    TERM_LAMBDAS: ClassVar[dict[str, str]] = {
+        "I_gen": "lambda_1", "S_cycle": "lambda_2", "I_cycle": "lambda_3", "S_adv_G": "lambda_4", "I_adv_G": "lambda_5"}
+
+    @classmethod
+    def check(cls, cfg: TrialConfig, info: DatasetInfo) -> None:
+        super().check(cfg, info)
+        side = min(info.height, info.width)
+        if cfg.discriminator == "hung":
+            check_hung_discriminator_fits(info, "discriminator 'hung'")
+        if cfg.discriminator == "patch" and side < patch_min_side(cfg.d_depth):
+            fits = max((d for d in range(1, 9) if patch_min_side(d) <= side), default=None)
+            fix = f"set d_depth <= {fits}" if fits else "use discriminator=pixel"
+            raise UserError(f"discriminator 'patch' with d_depth={cfg.d_depth} needs images at least "
+                            f"{patch_min_side(cfg.d_depth)} px a side, dataset '{info.name}' is "
+                            f"{info.height}x{info.width}; {fix} or larger images")
 
     def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
         super().__init__(cfg, info, device, total_iters)
@@ -301,22 +382,67 @@ class CycleGAN(Method):
         # fixed order, all four always built: G_IS gets the same init under a seed whatever the λ's
         self._add_network("G_IS", "resnet_generator", **self._generator(c_in, c, "logits"))
         self._add_network("G_SI", "resnet_generator", **self._generator(c, c_in, "tanh"))
-        self._add_network("D_S", "pixel_discriminator", in_channels=c, ndf=cfg.ndf)
-        self._add_network("D_I", "pixel_discriminator", in_channels=c_in, ndf=cfg.ndf)
+        d_kind, d_kwargs = f"{cfg.discriminator}_discriminator", {"ndf": cfg.ndf}
+        if cfg.discriminator != "hung":  # Hung's D has no norm and a fixed depth
+            d_kwargs["norm"] = cfg.d_norm
+        if cfg.discriminator == "patch":
+            d_kwargs["depth"] = cfg.d_depth
+        self._add_network("D_S", d_kind, in_channels=c, **d_kwargs)
+        self._add_network("D_I", d_kind, in_channels=c_in, **d_kwargs)
         betas = (cfg.beta1, cfg.beta2)
         self.optimizers["G"] = self._adam(["G_IS", "G_SI"], cfg.lr, betas)
-        self.optimizers["D"] = self._adam(self.DISCRIMINATORS, cfg.lr, betas)
-        # λ weight of each generator term (Eq. 8); S_gen has weight 1
-        self.weights = {"I_gen": cfg.lambda_1, "S_cycle": cfg.lambda_2, "I_cycle": cfg.lambda_3,
-                        "S_adv_G": cfg.lambda_4, "I_adv_G": cfg.lambda_5}
+        self.optimizers["D"] = self._adam(self.DISCRIMINATORS, cfg.lr * cfg.d_lr_ratio, betas)
+        self.pools = {n: HistoryPool(cfg.pool_size, cfg.pool_prob) for n in self.DISCRIMINATORS}
+        # λ weight of each generator term acting now (Eq. 8; set_epoch applies the warm-up and ramp-up)
+        self.weights = {term: getattr(cfg, lam) for term, lam in self.TERM_LAMBDAS.items()}
+
+    def set_epoch(self, epoch: int) -> None:
+        cfg = self.cfg
+        r = rampup_factor(epoch, cfg.unsup_warmup_epochs, cfg.unsup_rampup_epochs)
+        self.weights = {term: getattr(cfg, lam) * r if lam in RAMPED_LAMBDAS and r != 1.0 else getattr(cfg, lam)
+                        for term, lam in self.TERM_LAMBDAS.items()}
+
+    def effective_weights(self) -> dict[str, float]:
+        return {lam: self.weights[term] for term, lam in self.TERM_LAMBDAS.items() if lam in RAMPED_LAMBDAS}
 
     def draws_unlabeled(self) -> bool:
         """The unlabeled batch feeds the cycle (λ3), the adversarial S term (λ4) and D_I's real side (λ5)."""
-        return self.cfg.lambda_3 > 0 or self.cfg.lambda_4 > 0 or self.cfg.lambda_5 > 0
+        w = self.weights
+        return w["I_cycle"] > 0 or w["S_adv_G"] > 0 or w["I_adv_G"] > 0
 
+    # --- what the discriminators see --------------------------------------------------------
+    def d_s_view(self, logits_u: Tensor, s_u: Tensor) -> Tensor:
+        """D_S's input for a prediction (config ``d_s_input``): the softmax ``s_u`` (paper Eq. 4); a detached
+        one-hot argmax (the authors' code: λ4 sends G_IS no gradient); its straight-through version (exactly
+        one-hot forward, the softmax's gradient backward); or a Gumbel-softmax sample at ``gumbel_tau``."""
+        mode = self.cfg.d_s_input
+        if mode == "softmax":
+            return s_u
+        if mode == "gumbel":
+            return self._fmt(F.gumbel_softmax(logits_u, tau=self.cfg.gumbel_tau, hard=False, dim=1))
+        hard = self._fmt(one_hot(logits_u.detach().argmax(dim=1), self.info.num_classes, s_u.dtype))
+        if mode == "detached_argmax":
+            return hard
+        return hard + (s_u - s_u.detach())  # straight_through: the forward value is exactly ``hard``
+
+    def noise_sigma(self) -> float:
+        """Instance noise σ now: ``instance_noise``, annealed linearly to 0 over the run if asked."""
+        sigma = self.cfg.instance_noise
+        if self.cfg.instance_noise_anneal:
+            sigma *= max(0.0, 1.0 - self.iteration / max(1, self.total_iters))
+        return sigma
+
+    def judge(self, name: str, x: Tensor) -> Tensor:
+        """Discriminator ``name``'s scores of ``x``, with instance noise on its input when σ > 0."""
+        sigma = self.noise_sigma()
+        if sigma > 0:
+            x = x + sigma * torch.randn_like(x)
+        return self._fwd(name, x)
+
+    # --- the two phases ---------------------------------------------------------------------
     def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        cfg = self.cfg
-        lam1, lam2, lam3, lam4, lam5 = cfg.lambda_1, cfg.lambda_2, cfg.lambda_3, cfg.lambda_4, cfg.lambda_5
+        w = self.weights
+        lam1, lam2, lam3, lam4, lam5 = (w[t] for t in self.TERM_LAMBDAS)
         self._set_requires_grad(self.DISCRIMINATORS, False)
         x = self._image(batch.x)
         y = self._mask(batch.y)
@@ -337,37 +463,43 @@ class CycleGAN(Method):
             if lam2 > 0:
                 terms["S_cycle"] = losses.cross_entropy(self._fwd("G_IS", x_fake), y)  # Eq. 7
             if lam5 > 0:
-                terms["I_adv_G"] = losses.lsgan_real(self._fwd("D_I", x_fake))  # Eq. 5, G side
+                terms["I_adv_G"] = losses.lsgan_real(self.judge("D_I", x_fake))  # Eq. 5, G side
                 saved["x_fake"], saved["x_u"] = x_fake.detach(), x_u
         if lam3 > 0 or lam4 > 0:
-            # softmax probabilities, not a detached argmax: λ4's gradient must reach G_IS through D_S
-            s_u = torch.softmax(self._fwd("G_IS", x_u), dim=1)
+            # softmax probabilities into G_SI, not a detached argmax: the cycle's gradient reaches G_IS
+            logits_u = self._fwd("G_IS", x_u)
+            s_u = torch.softmax(logits_u, dim=1)
             if lam3 > 0:
                 terms["I_cycle"] = losses.l1(self._fwd("G_SI", s_u), x_u)  # Eq. 6
             if lam4 > 0:
-                terms["S_adv_G"] = losses.lsgan_real(self._fwd("D_S", s_u))  # Eq. 4, G side
-                saved["s_u"], saved["y_onehot"], saved["y_valid"] = s_u.detach(), y_onehot, y != IGNORE
+                seen = self.d_s_view(logits_u, s_u)
+                terms["S_adv_G"] = losses.lsgan_real(self.judge("D_S", seen))  # Eq. 4, G side
+                saved["s_u"], saved["y_onehot"], saved["y_valid"] = seen.detach(), y_onehot, y != IGNORE
 
         total = terms["S_gen"]
-        for name, w in self.weights.items():
+        for name, weight in w.items():
             if name in terms:
-                total = total + w * terms[name]
-        terms = {name: terms[name] for name in ("S_gen", *self.weights) if name in terms}  # stable order
+                total = total + weight * terms[name]
+        terms = {name: terms[name] for name in ("S_gen", *w) if name in terms}  # stable order
         terms["G_total"] = total
         return terms, saved
 
     def optimize_D(self, saved: dict[str, Tensor]) -> dict[str, Tensor]:
-        """LSGAN discriminator step (Eq. 4, 5), each real+fake pair halved; skipped where λ is 0."""
+        """LSGAN discriminator step (Eq. 4, 5), each real+fake pair halved; skipped where λ is 0. The generated
+        side may come from the history pool; the real target is 1 − ``real_label_smoothing``."""
         if not saved:
             return {}
         self._set_requires_grad(self.DISCRIMINATORS, True)
+        real = 1.0 - self.cfg.real_label_smoothing
         terms: dict[str, Tensor] = {}
         if "s_u" in saved:
-            terms["S_adv_D"] = 0.5 * (losses.lsgan_real(self._fwd("D_S", saved["y_onehot"]), saved["y_valid"])
-                                      + losses.lsgan_fake(self._fwd("D_S", saved["s_u"])))
+            fake = self.pools["D_S"].query(saved["s_u"])
+            terms["S_adv_D"] = 0.5 * (losses.lsgan_real(self.judge("D_S", saved["y_onehot"]), saved["y_valid"], real)
+                                      + losses.lsgan_fake(self.judge("D_S", fake)))
         if "x_fake" in saved:
-            terms["I_adv_D"] = 0.5 * (losses.lsgan_real(self._fwd("D_I", saved["x_u"]))
-                                      + losses.lsgan_fake(self._fwd("D_I", saved["x_fake"])))
+            fake = self.pools["D_I"].query(saved["x_fake"])
+            terms["I_adv_D"] = 0.5 * (losses.lsgan_real(self.judge("D_I", saved["x_u"]), target=real)
+                                      + losses.lsgan_fake(self.judge("D_I", fake)))
         total = sum(terms.values())
         self._step("D", total)
         terms["D_total"] = total
@@ -397,11 +529,7 @@ class Hung(Method):
     @classmethod
     def check(cls, cfg: TrialConfig, info: DatasetInfo) -> None:
         super().check(cfg, info)
-        if info.height < 32 or info.width < 32:
-            raise UserError(
-                f"method 'hung' needs images at least 32x32 (its discriminator has five stride-2 convs), "
-                f"dataset '{info.name}' is {info.height}x{info.width}; set image_height/image_width >= 32"
-            )
+        check_hung_discriminator_fits(info, "method 'hung'")
 
     def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:
         super().__init__(cfg, info, device, total_iters)

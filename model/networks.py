@@ -3,8 +3,10 @@
 Paper §3.3 (Mondal et al. 2019): both generators are the Johnson et al. ResNet generator used by
 CycleGAN (two stride-2 convolutions, 9 residual blocks, two stride-1/2 convolutions, instance
 norm, no dropout); G_IS ends in logits (softmax is applied by the losses), G_SI in tanh. The
-discriminators D_S and D_I are pixel-wise (one score per input pixel). ``HungDiscriminator`` is
-the fully convolutional discriminator of the Hung et al. 2018 baseline.
+discriminators D_S and D_I are pixel-wise (one score per input pixel, the paper's); config
+``discriminator`` offers a ``PatchDiscriminator`` (Isola et al. 2017) that judges shapes, and
+``HungDiscriminator``, the fully convolutional discriminator of the Hung et al. 2018 baseline. Every
+discriminator returns one score per input pixel, so the per-pixel masks of the losses apply to all.
 
 No network here keeps running statistics, so ``train()`` / ``eval()`` change nothing: instance norm
 is affine-free without running stats, and the discriminators' batch norm always uses batch
@@ -95,30 +97,87 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
+def discriminator_norm(kind: Literal["batch", "instance"], channels: int) -> nn.Module:
+    """A discriminator's norm: batch (paper §3.3) or instance (the authors' code), neither with running stats:
+    D is only ever used in training, where it normalises with the batch's (or sample's) statistics anyway;
+    running averages would be dead state that the generator step's forward through the frozen D would modify."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, track_running_stats=False)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    raise ValueError(f"norm must be 'batch' or 'instance', got {kind!r}")
+
+
 @NETWORKS.register("pixel_discriminator")
 class PixelDiscriminator(nn.Module):
     """Pixel-wise discriminator (D_S, D_I): one real/fake score per input pixel, no sigmoid (LSGAN).
 
     Paper §3.3: three convolutional blocks, LeakyReLU(0.2), batch norm after the second block. The
     paper gives no kernel size; we use 1×1 convolutions like the authors' code (each pixel is judged
-    from its own channel vector). Batch norm has ``track_running_stats=False``: D is only ever used
-    in training, where it normalises with batch statistics anyway; running averages would be dead
-    state that the generator step's forward through the frozen D would still modify.
+    from its own channel vector), so it cannot see a shape: only how one pixel's vector looks.
     """
 
-    def __init__(self, in_channels: int, ndf: int = 64) -> None:
+    def __init__(self, in_channels: int, ndf: int = 64, norm: Literal["batch", "instance"] = "batch") -> None:
         super().__init__()
         self.model = nn.Sequential(
             nn.Conv2d(in_channels, ndf, 1),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf, ndf * 2, 1, bias=False),  # bias is cancelled by the batch norm
-            nn.BatchNorm2d(ndf * 2, track_running_stats=False),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=False),  # bias is cancelled by the norm
+            discriminator_norm(norm, ndf * 2),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ndf * 2, 1, 1),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
+
+
+def patch_receptive_field(depth: int) -> int:
+    """Side in pixels of the input square one PatchGAN score sees: 9·2^depth − 2 (16, 34, 70 for depth 1, 2, 3).
+
+    ``depth`` stride-2 k4 convolutions then two stride-1 k4 ones: RF = 1 + Σ 3·(product of earlier strides).
+    """
+    return 9 * 2**depth - 2
+
+
+def patch_min_side(depth: int) -> int:
+    """The smallest image side a PatchGAN of ``depth`` scores: 3·2^depth (its last map is then 1×1)."""
+    return 3 * 2**depth
+
+
+@NETWORKS.register("patch_discriminator")
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (Isola et al. 2017, pix2pix's N-layer D) for D_S and D_I: judges shapes, not single pixels.
+
+    ``depth`` k4 s2 p1 convolutions (widths ndf, 2ndf, … capped at 8ndf; a norm after all but the first),
+    a k4 s1 p1 convolution and norm, then a k4 s1 p1 convolution to one channel; LeakyReLU(0.2), no
+    sigmoid (LSGAN). Each score sees a ``patch_receptive_field(depth)`` square: 16, 34, 70 px for depth 1,
+    2, 3 (a digit of the built-in data spans about 10–20 px at 32×32). The score map is bilinearly
+    upsampled to the input size (as Hung et al. do), so every pixel has a score and the losses' per-pixel
+    masks apply. Needs H, W ≥ ``patch_min_side(depth)`` = 3·2^depth.
+    """
+
+    def __init__(self, in_channels: int, ndf: int = 64, depth: int = 2,
+                 norm: Literal["batch", "instance"] = "batch") -> None:
+        super().__init__()
+        self.depth = depth
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        ch = ndf
+        for n in range(1, depth + 1):
+            out = ndf * min(2**n, 8)
+            stride = 2 if n < depth else 1
+            layers += [nn.Conv2d(ch, out, 4, stride=stride, padding=1, bias=False), discriminator_norm(norm, out),
+                       nn.LeakyReLU(0.2, True)]
+            ch = out
+        layers.append(nn.Conv2d(ch, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        if min(h, w) < patch_min_side(self.depth):
+            raise ValueError(f"PatchDiscriminator of depth {self.depth} needs H, W >= {patch_min_side(self.depth)}, "
+                             f"got {(h, w)}")
+        return F.interpolate(self.model(x), size=(h, w), mode="bilinear", align_corners=False)
 
 
 @NETWORKS.register("hung_discriminator")

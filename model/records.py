@@ -1,6 +1,7 @@
 """The per-epoch record: what ``run_trial`` reports each epoch, its one Parquet schema, and the epoch a trial reports.
 
-A record is a dict with the keys of ``EPOCH_FIELDS`` plus ``loss_<term>`` for each loss term the
+A record is a dict with the keys of ``EPOCH_FIELDS`` (the ``<λ>_effective`` ones only from methods
+that weight terms by λ2…λ5) plus ``loss_<term>`` for each loss term the
 method logged that epoch (``Method.LOSS_TERMS``; the epoch mean). ``debug`` writes records to
 ``metrics.parquet`` and a sweep to ``epochs/<trial_id>.parquet`` (with the trial's identifiers in
 front), both through ``epoch_table``, so the two files have the same columns.
@@ -17,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from cycleseg.model.config import SELECT_RULES
+from cycleseg.model.config import RAMPED_LAMBDAS, SELECT_RULES
 from cycleseg.model.methods import loss_terms
 
 SPLITS = ("val", "test")  # evaluated after every epoch
@@ -36,7 +37,16 @@ EPOCH_FIELDS: tuple[pa.Field, ...] = (
     pa.field("steps", pa.int64()),  # optimizer steps (each updates the generators, and the discriminators if any)
     pa.field("labeled_images_seen", pa.int64()),
     pa.field("unlabeled_images_seen", pa.int64()),
+    # the λ2…λ5 acting in the epoch after the warm-up and ramp-up (cyclegan; null for methods without them)
+    *(pa.field(f"{lam}_effective", pa.float64()) for lam in RAMPED_LAMBDAS),
 )
+
+
+def effective_column(lam: str) -> str:
+    """The epoch record's column of λ ``lam`` as it acted in the epoch (``lambda_4`` → ``lambda_4_effective``)."""
+    if lam not in RAMPED_LAMBDAS:
+        raise ValueError(f"{lam} is not warmed up or ramped; those are {', '.join(RAMPED_LAMBDAS)}")
+    return f"{lam}_effective"
 
 
 def loss_column(term: str) -> str:

@@ -1,7 +1,8 @@
 """Building a ``TrialConfig`` from layers, and the checks that need the dataset and method registries.
 
-Precedence, lowest first: the dataclass defaults, the preset's network sizes (only where unset), then
-each layer in order (a YAML file, command-line flags, ``--set key=value``). A layer's values are
+Precedence, lowest first: the dataclass defaults, the preset's network sizes and the recipe's training
+choices for the method (both only where no layer sets the field), then each layer in order (a YAML
+file, command-line flags, ``--set key=value``). A layer's values are
 checked field by field as they are read, so an error names the layer it came from. The finished
 config is then checked against the registries: the dataset and method exist, and the method can
 train on the dataset at this size (``Method.check``). This module sits above ``config``, ``data``
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cycleseg.model.config import DEFAULTS, PRESETS, TrialConfig, build, check_value
+from cycleseg.model.config import DEFAULTS, PRESETS, RECIPES, TrialConfig, build, check_value
 from cycleseg.model.data import DATASETS, dataset_info
 from cycleseg.model.errors import UserError
 from cycleseg.model.methods import METHODS
@@ -81,7 +82,10 @@ def resolve_config(*layers: dict[str, Any]) -> TrialConfig:
         if merged.get(k) is None:
             merged[k] = v
     load_plugins()
-    method = METHODS.get(merged.get("method", DEFAULTS["method"]))
+    method_name = merged.get("method", DEFAULTS["method"])
+    for k, v in RECIPES[merged.get("recipe", DEFAULTS["recipe"])].get(method_name, {}).items():
+        merged.setdefault(k, v)
+    method = METHODS.get(method_name)
     if method.all_labeled:
         merged["labeled_fraction"] = 1.0  # `full` trains on every label; record what actually ran
     cfg = build(merged)

@@ -23,7 +23,7 @@ from cycleseg.model.distributed import distribute, rank_world, sum_across_ranks
 from cycleseg.model.errors import UserError
 from cycleseg.model.methods import METHODS, Batch, Method, create_method
 from cycleseg.model.metrics import ConfusionMatrix
-from cycleseg.model.records import SPLITS
+from cycleseg.model.records import SPLITS, effective_column
 
 
 class Reporter(Protocol):
@@ -159,6 +159,7 @@ def run_trial(
 
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
+        method.set_epoch(epoch)
         lr = method.optimizers["G"].param_groups[0]["lr"]
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}  # a term can start mid-run (Hung's self-training): mean over its steps
@@ -189,6 +190,7 @@ def run_trial(
             "steps": method.iteration,
             "labeled_images_seen": method.iteration * b,
             "unlabeled_images_seen": method.unlabeled_steps * batches.unlabeled_per_step,
+            **{effective_column(k): v for k, v in method.effective_weights().items()},
             **losses,
         }
         history.append(metrics)

@@ -24,10 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cycleseg.model.config import TrialConfig
+from cycleseg.model.config import DEFAULTS, LATER_FIELDS, RAMPED_LAMBDAS, TrialConfig
 from cycleseg.model.data import dataset_info
 from cycleseg.model.errors import UserError
-from cycleseg.model.records import epoch_schema, epoch_table, selected_epoch
+from cycleseg.model.records import effective_column, epoch_schema, epoch_table, selected_epoch
 from cycleseg.sweep import storage
 
 TRIALS_DIR = "trials"
@@ -210,6 +210,13 @@ def trial_ids(sweep_dir: str | Path) -> set[str]:
     return {n[: -len(".parquet")] for n in names if n.endswith(".parquet") and not n.startswith(".")}
 
 
+# Columns added after results were on disk, with what a file written before them means: the config fields
+# at their default (what those runs ran), the effective λ's as not recorded.
+ADDED_COLUMNS: dict[str, Any] = {
+    **{f: DEFAULTS[f] for f in LATER_FIELDS}, **{effective_column(lam): None for lam in RAMPED_LAMBDAS},
+}
+
+
 def _read_folder(folder: str, schema: pa.Schema) -> list[pa.Table]:
     """Every ``*.parquet`` file in ``folder`` (temp files of writers at work start with '.'), each checked."""
     tables = []
@@ -222,6 +229,9 @@ def _read_folder(folder: str, schema: pa.Schema) -> list[pa.Table]:
         except (OSError, pa.ArrowException) as e:
             raise UserError(f"results file '{path}' is damaged ({str(e).splitlines()[0]}); delete it (its trial "
                             "then counts as not finished: run the sweep again with --resume)") from None
+        for f in schema:  # a column added since the file was written: its value then (a default, or not recorded)
+            if f.name not in table.column_names and f.name in ADDED_COLUMNS:
+                table = table.append_column(f, pa.array([ADDED_COLUMNS[f.name]] * len(table), f.type))
         missing = [f.name for f in schema if f.name not in table.column_names]
         if missing:
             raise UserError(f"results file '{path}' lacks the column(s) {', '.join(missing[:5])}: it was not written "

@@ -39,7 +39,7 @@ from cycleseg.sweep.tracking import MlflowCallback, check_tracking
 from cycleseg.sweep.trial import cycleseg_trial, retries, trial_dirname, trial_resources
 
 
-def _locations(storage: str, name: str) -> tuple[str, str]:
+def locations(storage: str, name: str) -> tuple[str, str]:
     """(storage root, sweep folder) as Tune wants them: absolute local paths, or URIs as given."""
     root = storage.rstrip("/") if store.is_uri(storage) else str(store.local_path(storage).expanduser().resolve())
     return root, f"{root}/{name}"
@@ -120,19 +120,22 @@ def run_sweep(
     if resume:
         if not name:
             raise UserError("--resume needs --name: the sweep to finish (a folder under --storage)")
-        root, sweep_dir = _locations(storage, name)
+        root, sweep_dir = locations(storage, name)
         plan = _read_plan(sweep_dir)
         if plan is None:
             raise UserError(f"--resume: no sweep '{name}' in {root} (no {PLAN_FILE}); check --name and --storage")
-        if (space is not None or overrides) and not Plan.from_space(space, overrides).same_trials(plan):
-            raise UserError(
-                f"--resume: these trials differ from the ones sweep '{name}' started with; "
-                "resume with only --name (the stored plan is used) or start a new --name"
-            )
+        if space is not None or overrides:
+            given = Plan.from_space(space, overrides)
+            if not given.same_trials(plan):
+                raise UserError(
+                    f"--resume: these trials differ from the ones sweep '{name}' started with; "
+                    "resume with only --name (the stored plan is used) or start a new --name"
+                )
+            plan.space = given.space  # read now: the stored space_path may be gone (e.g. a temporary copy)
     else:
         plan = Plan.from_space(space, overrides)
         name = name or check_name(plan.load_space().name, "the space's file name (the default --name)")
-        root, sweep_dir = _locations(storage, name)
+        root, sweep_dir = locations(storage, name)
     configs = [resolve_config(c) for c in plan.rows()]
     if gpus_per_worker == 0 and any(c.device.startswith("cuda") for c in configs):
         raise UserError("a trial sets device=cuda but --gpus-per-worker is 0; give workers GPUs or set device=auto")

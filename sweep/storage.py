@@ -140,6 +140,18 @@ def upload_dir(src: Path, dest: str) -> None:
     pafs.copy_files(str(src), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
+def delete_file(location: str) -> None:
+    """Remove the file ``location`` (local path or URI); nothing if it is not there."""
+    if not is_uri(location):
+        local_path(location).unlink(missing_ok=True)
+        return
+    import pyarrow.fs as pafs
+
+    fs, path = _fs(location)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
 def delete_dir(location: str) -> None:
     """Remove the folder ``location`` (local path or URI) and everything in it; nothing if it is not there."""
     if not is_uri(location):

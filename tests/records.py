@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cycleseg.model.records import EPOCH_FIELDS
+from cycleseg.model.config import RAMPED_LAMBDAS
+from cycleseg.model.records import EPOCH_FIELDS, effective_column
 
 STEPS_PER_EPOCH = 10
 BATCH = 5
@@ -28,8 +29,10 @@ def epoch_record(
     steps_per_epoch: int = STEPS_PER_EPOCH,
     val_class_iou: list[float] | None = None,
     test_class_iou: list[float] | None = None,
+    effective: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One complete record; class IoUs default to the split's mIoU for every class."""
+    """One complete record; class IoUs default to the split's mIoU for every class; ``effective`` the λ2…λ5
+    acting in the epoch (None: a method without them)."""
     test = 1.0 - val_miou if test_miou is None and math.isfinite(val_miou) else test_miou
     test = math.nan if test is None else test
     steps = epoch * steps_per_epoch
@@ -47,6 +50,7 @@ def epoch_record(
         "steps": steps,
         "labeled_images_seen": steps * BATCH,
         "unlabeled_images_seen": steps * BATCH if unlabeled else 0,
+        **{effective_column(lam): (effective or {}).get(lam) for lam in RAMPED_LAMBDAS},
         **{f"loss_{k}": v for k, v in (losses or {"S_gen": 1.0 / epoch, "G_total": 2.0 / epoch}).items()},
     }
     missing = {f.name for f in EPOCH_FIELDS} - set(rec)

@@ -74,3 +74,15 @@ def test_debug_resume_keeps_the_earlier_epochs_in_metrics(tmp_path):
     r = _run(*args, "--resume")
     assert r.exit_code == 0, r.output
     assert list(pd.read_parquet(out / "metrics.parquet")["epoch"]) == [1, 2]
+
+
+def test_debug_help_points_to_the_config_docs_and_names_every_gan_lever():
+    from click.testing import CliRunner
+
+    from cycleseg.cli import main
+    from cycleseg.model.config import GAN_FIELDS
+
+    out = " ".join(CliRunner().invoke(main, ["debug", "--help"]).output.split())
+    assert "docs/config.md" in out
+    listed = out.split("the GAN levers (", 1)[1].split(")", 1)[0].split(", ")
+    assert listed == ["recipe", *GAN_FIELDS]  # config.py owns the list; the help must follow it

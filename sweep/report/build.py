@@ -12,6 +12,8 @@ and writes ``index.md`` with PNGs and a CSV of every table:
    fANOVA over an in-memory study) and parallel coordinates.
 5. A sample grid (paper Fig. 2/3) from each method's best trial checkpoint.
 6. Trials that did not complete are listed and never enter a mean; short seed sets are flagged.
+7. A confirmation (``cycleseg confirm``, its ``confirm.json``) is named in the intro: the sweep and seeds its
+   winners were chosen on, and the fresh seeds they re-ran on.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ def _search_groups(t: pd.DataFrame) -> Iterable[tuple[tuple[str, str, str, float
     s = t[t["searched"] & t["choosable"] & ~t["is_variant"]]
     for key, g in s.groupby(["sweep", "block", "method", "fraction"]):
         params = [p for p in (*METHOD_PARAMS.get(key[2], ()), *OPTIM_FIELDS)
-                  if p in g.columns and g[p].astype(float).nunique() > 1]
+                  if p in g.columns and g[p].astype(str).nunique() > 1]
         if params and len(g) >= MIN_SEARCH_TRIALS:
             yield key, g, params
 
@@ -313,13 +315,16 @@ def build_report(
     out = check_output_dir(output if output is not None else Path(str(results[0])) / "report", "-o/--output")
     for r in results:  # damage anywhere in a sweep is reported, as best-config and --resume do
         read_plan(r, "restore it from a copy, or delete it (the report reads only trials/ and epochs/)")
+    from cycleseg.sweep.confirm import confirmation_note  # here: confirm reads report.derive, this package
+
     sweeps = read_sweeps(list(results))
+    confirmations = [note for r in results if (note := confirmation_note(r)) is not None]
     t = prepare(sweeps.trials, metric)
     frac_of = _detail_fractions(t, labeled_fraction)
     out.mkdir(parents=True, exist_ok=True)
     doc = _Doc(out)
     paper = Paper.load()
-    _intro(doc, t, metric, ci, sweeps.sources, sweeps.notes)
+    _intro(doc, t, metric, ci, sweeps.sources, [*confirmations, *sweeps.notes])
     _table1_section(doc, t, paper, metric, ci)
     _table2_section(doc, t, paper, metric, ci)
     _class_iou_section(doc, t, paper, metric, frac_of)

@@ -2,11 +2,12 @@
 
 A *block* is a dataset plus the settings that differ between the sweeps read (e.g. ``epochs=2``), so
 runs of different length are never averaged together. In a block, a Table 1 *row* is a method at one
-setting of its own hyperparameters (λ's for cyclegan, the hung_* weights for hung, and the optimiser's
-lr/betas); a method seen at more than ``MAX_TABLE_SETTINGS`` settings is a search and only its
-paper-default setting (if run) is a row. cyclegan trials whose ``variant`` names an ablation (anything
-but "", "proposed", "default" or "cyclegan") form Table 2 and are compared with the block's plain
-``cyclegan`` row, paired by seed.
+setting of its own hyperparameters (λ's and GAN levers for cyclegan, the hung_* weights for hung, and
+the optimiser's lr/betas and the recipe); a method seen at more than ``MAX_TABLE_SETTINGS`` settings is a
+search and only its paper-default setting (if run) is a row. cyclegan trials whose ``variant`` names an
+ablation (anything but "", "proposed", "default" or "cyclegan", read up to an ``@``: see ``arm_name``)
+are *arms*: each is a Table 1 row of its own (named after the variant, paired with ``partial`` like any
+semi-supervised row) and a Table 2 row compared with the block's plain ``cyclegan`` row, paired by seed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, FIELD_NAMES, LAMBDAS
+from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, FIELD_NAMES, GAN_FIELDS, LAMBDAS
 from cycleseg.model.errors import UserError
 
 COMPLETED = "completed"
@@ -32,16 +33,30 @@ SEMI_METHODS = ("cyclegan", "hung")
 ABLATION_REFERENCE = "cyclegan"  # Table 2 compares every variant with this row ("proposed")
 ROW_ORDER = ("partial", "cyclegan", "hung", "full")
 NON_VARIANT_NAMES = frozenset({"", "proposed", "default", "none"})
+ARM_SEPARATOR = "@"  # a variant named "<arm>@<anything>" is the row <arm>
 
 HUNG_FIELDS = tuple(f for f in FIELD_NAMES if f.startswith("hung_"))
-OPTIM_FIELDS = ("lr", "beta1", "beta2", "lr_decay_start")
-METHOD_PARAMS: dict[str, tuple[str, ...]] = {"cyclegan": LAMBDAS, "hung": HUNG_FIELDS}
+# a row's own settings whatever the method: the optimiser, and the recipe (paper-code sets partial's beta1)
+OPTIM_FIELDS = ("lr", "beta1", "beta2", "lr_decay_start", "recipe")
+METHOD_PARAMS: dict[str, tuple[str, ...]] = {"cyclegan": (*LAMBDAS, *GAN_FIELDS), "hung": HUNG_FIELDS}
 FACTORS = frozenset({"dataset", "method", "labeled_fraction", "seed"})
 # Everything else defines the experiment's setting: trials differing here are different blocks.
 CONTEXT_FIELDS = tuple(
-    f for f in FIELD_NAMES if f not in EXECUTION_FIELDS | FACTORS | set(LAMBDAS) | set(HUNG_FIELDS) | set(OPTIM_FIELDS)
+    f for f in FIELD_NAMES
+    if f not in EXECUTION_FIELDS | FACTORS | {p for ps in METHOD_PARAMS.values() for p in ps} | set(OPTIM_FIELDS)
 )
 MAX_TABLE_SETTINGS = 3
+
+
+def arm_name(variant: str) -> str:
+    """The row a variant's trials form: its name up to ``ARM_SEPARATOR``, so variants ``winner@10`` and
+    ``winner@20`` (one configuration per labeled fraction, as ``cycleseg confirm`` writes them) are one row."""
+    return variant.split(ARM_SEPARATOR, 1)[0]
+
+
+def cell_variant(arm: str, cell: str) -> str:
+    """A variant name that is row ``arm`` in the tables and unique to ``cell`` (``arm_name`` reads it back)."""
+    return f"{arm}{ARM_SEPARATOR}{cell}"
 
 
 def fmt_value(v: Any) -> str:
@@ -109,19 +124,20 @@ def prepare(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     t["context"] = t.apply(lambda r: ", ".join(f"{c}={fmt_value(r[c])}" for c in ctx), axis=1) if ctx else ""
     t["block"] = [f"{d} ({c})" if c else d for d, c in zip(t["dataset"], t["context"], strict=True)]
 
-    # arms: the method, or the ablation variant's name (variants ablate cyclegan: another method's
-    # variant name is ignored, as its trials differ only in λ's that method does not use)
+    # arms: the method, or the ablation variant's name up to '@' (variants ablate cyclegan: another
+    # method's variant name is ignored, as its trials differ only in λ's that method does not use)
+    name = t["variant"].map(arm_name)
     plain = (
-        t["variant"].str.lower().isin(NON_VARIANT_NAMES)
-        | (t["variant"] == t["method"])
+        name.str.lower().isin(NON_VARIANT_NAMES)
+        | (name == t["method"])
         | (t["method"] != ABLATION_REFERENCE)
     )
-    t["arm"] = np.where(plain, t["method"], t["variant"])
+    t["arm"] = np.where(plain, t["method"], name)
     t["is_variant"] = ~plain
 
-    # Table 1 rows: one per method setting, unless the method was searched
+    # Table 1 rows: each variant's arm, and one per plain method setting unless the method was searched
     defaults = DEFAULTS
-    t["row"] = ""
+    t["row"] = np.where(plain, "", t["arm"])
     t["searched"] = False
     for (_block, method), g in t[plain].groupby(["block", "method"], sort=False):
         sigs = {i: _signature(t.loc[i], method) for i in g.index}

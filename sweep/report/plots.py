@@ -169,21 +169,30 @@ def plot_val_curves(e: pd.DataFrame, block: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def _is_numeric(col: pd.Series) -> bool:
+    """A searched field with a numeric axis (bools count as 0/1), not a choice of names."""
+    return pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+
+
 def search_importance(g: pd.DataFrame, params: Sequence[str]) -> dict[str, float]:
     """fANOVA importance of ``params`` for ``value`` over an in-memory Optuna study of the trials."""
     import optuna
-    from optuna.distributions import FloatDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = {}
+    dists: dict[str, Any] = {}
     for p in params:
-        lo, hi = float(g[p].min()), float(g[p].max())
-        dists[p] = FloatDistribution(lo, hi, log=lo > 0 and hi / lo >= 100)
+        if _is_numeric(g[p]):
+            lo, hi = float(g[p].min()), float(g[p].max())
+            dists[p] = FloatDistribution(lo, hi, log=lo > 0 and hi / lo >= 100)
+        else:  # a choice such as d_s_input or discriminator
+            dists[p] = CategoricalDistribution(sorted(g[p].astype(str).unique()))
     study = optuna.create_study(direction="maximize")
     for _, r in g.iterrows():
         study.add_trial(
             optuna.trial.create_trial(
-                params={p: float(r[p]) for p in params}, distributions=dists, value=float(r["value"])
+                params={p: float(r[p]) if _is_numeric(g[p]) else str(r[p]) for p in params}, distributions=dists,
+                value=float(r["value"]),
             )
         )
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -205,7 +214,10 @@ def plot_parallel(g: pd.DataFrame, params: Sequence[str], metric: str, title: st
     and the metric, coloured by the metric."""
     plt = _plt()
     cols = [*params, "value"]
-    data = g[cols].astype(float).to_numpy()
+    # a choice's axis holds its values in sorted order, spaced evenly
+    levels = {p: sorted(g[p].astype(str).unique()) for p in params if not _is_numeric(g[p])}
+    data = np.column_stack([g[c].astype(str).map(levels[c].index).to_numpy(float) if c in levels
+                            else g[c].astype(float).to_numpy() for c in cols])
     lo, hi = data.min(axis=0), data.max(axis=0)
     scaled = (data - lo) / np.where(hi > lo, hi - lo, 1.0)
     fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2, 4.2))
@@ -215,8 +227,12 @@ def plot_parallel(g: pd.DataFrame, params: Sequence[str], metric: str, title: st
     for i in order:
         c = (data[i, -1] - vmin) / (vmax - vmin) if vmax > vmin else 1.0
         ax.plot(range(len(cols)), scaled[i], color=cmap(c), alpha=0.8, linewidth=1.2)
-    for j in range(len(cols)):
+    for j, c in enumerate(cols):
         ax.axvline(j, color="black", linewidth=0.8)
+        if c in levels:
+            for k, name in enumerate(levels[c]):
+                ax.text(j + 0.03, k / max(1, len(levels[c]) - 1), name, ha="left", va="center", fontsize=6)
+            continue
         ax.text(j, -0.06, f"{lo[j]:.3g}", ha="center", va="top", fontsize=7)
         ax.text(j, 1.04, f"{hi[j]:.3g}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(cols)), [*params, metric], fontsize=8)

@@ -13,7 +13,10 @@ from cycleseg.sweep import stats
 from cycleseg.sweep.report.derive import (
     ABLATION_REFERENCE,
     BASELINE,
+    METHOD_PARAMS,
+    OPTIM_FIELDS,
     SEMI_METHODS,
+    fmt_value,
     is_list,
     paper_pct,
     pct_label,
@@ -64,7 +67,8 @@ def _comparison(d: stats.PairedDiff) -> dict[str, Any]:
 
 def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Long tables: per (block, row, fraction) summaries with their budget, and paired gains over ``partial``:
-    each semi-supervised row's, and ``full``'s (the positive control: a difference that is really there)."""
+    each semi-supervised row's (variants' arms included), and ``full``'s (the positive control: a difference
+    that is really there)."""
     rows = t[t["row"] != ""].assign(label=lambda d: d["row"])
     vals = seed_values(rows[rows["included"]])
     dataset_of = dict(zip(t["block"], t["dataset"], strict=False))
@@ -84,9 +88,9 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
         })
     summary = pd.DataFrame(summ)
     gains = []
+    method_of = dict(zip(zip(rows["block"], rows["row"], strict=True), rows["method"], strict=True))
     for (block, row, frac), sv in sorted(vals.items()):
-        method = row.split(" (")[0]
-        if method in SEMI_METHODS:
+        if method_of[block, row] in SEMI_METHODS:  # a method's rows and its variants' arms
             refs = [frac]
         elif row == CONTROL:  # trained on every label: compared with partial at each of its fractions
             refs = sorted(f for b, r, f in vals if b == block and r == BASELINE)
@@ -111,6 +115,19 @@ def _zeroed(g: pd.DataFrame) -> str:
     return ",".join(k for k in LAMBDAS if k in g.columns and (g[k].astype(float) == 0).all())
 
 
+def _changes(arm: pd.DataFrame, ref: pd.DataFrame) -> str:
+    """What an arm sets differently from the reference row: its cyclegan settings (λ's, GAN levers) and
+    optimiser fields whose single value differs from the reference's, e.g. ``d_s_input=straight_through``."""
+    out = []
+    for k in (*METHOD_PARAMS[ABLATION_REFERENCE], *OPTIM_FIELDS):
+        if k not in arm.columns or arm[k].astype(str).nunique() != 1:
+            continue
+        v = arm[k].iloc[0]
+        if ref.empty or ref[k].astype(str).nunique() != 1 or str(ref[k].iloc[0]) != str(v):
+            out.append(f"{k}={fmt_value(v)}")
+    return ", ".join(out)
+
+
 def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
     """Ablation variants vs the block's plain ``cyclegan`` row, paired by seed at each fraction."""
     var = t[t["is_variant"]]
@@ -132,6 +149,7 @@ def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
             ),
         ]
         expected = max(len(vals.get((block, lab, frac), {})) for lab in labels)
+        ref_rows = ref[(ref["block"] == block) & (ref["fraction"] == frac) & ref["included"]]
         ref_budget = budget(both[(both["block"] == block) & (both["fraction"] == frac)
                                  & (both["label"] == ABLATION_REFERENCE)])
         for lab in labels:
@@ -144,6 +162,7 @@ def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
                 "labeled_fraction": frac,
                 "variant": "proposed" if lab == ABLATION_REFERENCE else lab,
                 "zeroed": "" if lab == ABLATION_REFERENCE else _zeroed(g[g["arm"] == lab]),
+                "changes": "" if lab == ABLATION_REFERENCE else _changes(g[g["arm"] == lab], ref_rows),
                 **cell,
                 "incomplete": cell["n"] < expected,
                 **budget(arm),
@@ -259,13 +278,13 @@ def table1_layout(summary: pd.DataFrame, gains: pd.DataFrame, block: str) -> tup
 def table2_layout(t2: pd.DataFrame, block: str, frac: float) -> tuple[list[str], list[list[str]]]:
     s = t2[(t2["block"] == block) & (t2["labeled_fraction"] == frac)]
     has_paper = s["paper"].notna().any()
-    headers = ["variant", "zeroed", "mIoU", "Δ vs proposed [95 % CI]"] + (["paper", "paper Δ"] if has_paper else [])
+    headers = ["variant", "changes", "mIoU", "Δ vs proposed [95 % CI]"] + (["paper", "paper Δ"] if has_paper else [])
     rows = []
     for _, r in s.iterrows():
         ref = r["variant"] == "proposed"
         cells = [
             r["variant"],
-            r["zeroed"] or "—",
+            r["changes"] or "—",
             fmt_summary(r["mean"], r["std"], int(r["n"]), bool(r["incomplete"])),
             ""
             if ref

@@ -8,6 +8,7 @@ from cycleseg.model.config import (
     DEFAULTS,
     EXECUTION_FIELDS,
     FIELD_NAMES,
+    GAN_FIELDS,
     PRESETS,
     TrialConfig,
     config_to_yaml,
@@ -115,3 +116,37 @@ def test_replace_checks_the_new_values():
 def test_every_field_declares_its_meaning_and_a_valid_default(name):
     assert describe(name), f"{name} has no description"
     assert dataclasses.replace(TrialConfig(), **{name: DEFAULTS[name]}) == TrialConfig()
+
+
+def test_paper_code_recipe_sets_the_authors_choices_only_where_no_layer_does():
+    cyc = resolve_config({"recipe": "paper-code"})
+    assert (cyc.d_s_input, cyc.lambda_4, cyc.lambda_5, cyc.d_norm, cyc.pool_size, cyc.pool_prob) == (
+        "detached_argmax", 0.5, 0.5, "instance", 50, 0.5)
+    assert (cyc.lambda_2, cyc.discriminator, cyc.beta1) == (0.05, "pixel", 0.5)  # as the paper: untouched
+    assert resolve_config({"recipe": "paper-code", "method": "partial"}).beta1 == 0.9
+    assert resolve_config({"recipe": "paper-code", "method": "partial"}).d_s_input == "softmax"  # not partial's
+    mine = resolve_config({"recipe": "paper-code"}, {"lambda_4": 1.0, "pool_size": 0})  # a layer wins
+    assert (mine.lambda_4, mine.pool_size, mine.lambda_5) == (1.0, 0, 0.5)
+    paper = resolve_config()
+    assert all(getattr(paper, k) == DEFAULTS[k] for k in GAN_FIELDS)  # the paper as written by default
+
+
+def test_new_fields_at_their_defaults_keep_the_hash_configs_had_before_they_existed():
+    # the default config's hash on main before recipe and GAN_FIELDS were added (sweeps on disk carry it)
+    assert TrialConfig().hash() == "8c3feb79c887"
+    assert TrialConfig(pool_size=50).hash() != TrialConfig().hash()
+    assert TrialConfig(recipe="paper-code").hash() != TrialConfig().hash()
+
+
+def test_config_docs_are_generated_and_list_every_field_with_its_range_and_meaning():
+    from pathlib import Path
+
+    from cycleseg.model.config import fields_markdown
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+    assert docs.read_text() == fields_markdown(), "docs/config.md is stale: run `make schema`"
+    rows = {ln.split("|")[1].strip(" `"): ln for ln in fields_markdown().splitlines() if ln.startswith("| `")}
+    assert list(rows) == list(FIELD_NAMES)
+    assert "float, ≥ 0, < 1" in rows["real_label_smoothing"] and "`0.0`" in rows["real_label_smoothing"]
+    assert "softmax \\| detached_argmax \\| straight_through \\| gumbel" in rows["d_s_input"]
+    assert "int or null, ≥ 8, ≤ 8192, multiple of 4" in rows["image_height"]

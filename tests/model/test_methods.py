@@ -449,3 +449,181 @@ def test_fast_path_matches_plain_fp32_reference(name, info):
         assert ok.all(), f"{k}: max diff {diff.max().item():.3g}"
     n_noise = sum(int(m.sum()) for m in noise.values())
     assert n_noise < 0.01 * sum(p.numel() for p in pp.values())
+
+
+# --- cyclegan: the GAN levers (config GAN_FIELDS) ------------------------------------------------
+
+def g_is_grad(m: Method, loss: torch.Tensor) -> list[torch.Tensor]:
+    """G_IS's gradient of ``loss`` (zeros where the loss does not reach a parameter)."""
+    params = list(m.raw_networks["G_IS"].parameters())
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+def d_inputs(m: Method, name: str) -> list[torch.Tensor]:
+    """Every input discriminator ``name`` receives from now on."""
+    seen: list[torch.Tensor] = []
+    m.raw_networks[name].register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    return seen
+
+
+def test_detached_argmax_gives_G_IS_no_gradient_from_lambda_4_and_D_S_still_learns():
+    with_l4 = build("cyclegan", only(lambda_4=1.0, d_s_input="detached_argmax"))
+    without = build("cyclegan", only(d_s_input="detached_argmax"))
+    b = make_batch()
+    terms, _ = with_l4.generator_losses(b)
+    assert terms["S_adv_G"].item() > 0  # the term is computed and logged ...
+    assert not terms["S_adv_G"].requires_grad  # ... but no parameter's gradient can come from it
+    total_without, _ = without.generator_losses(b)
+    assert all(torch.equal(a, c) for a, c in zip(g_is_grad(with_l4, terms["G_total"]),
+                                                 g_is_grad(without, total_without["G_total"]), strict=True))
+    m = build("cyclegan", only(lambda_4=1.0, d_s_input="detached_argmax"))
+    before = snapshot(m, ["D_S"])
+    out = m.optimize_parameters(b)
+    assert "S_adv_D" in out and not same(before, snapshot(m, ["D_S"]))  # D_S is trained on the hard maps
+
+
+def test_softmax_default_sends_lambda_4_gradient_to_G_IS():
+    m = build("cyclegan", only(lambda_4=1.0))
+    terms, _ = m.generator_losses(make_batch())
+    assert sum(g.abs().sum() for g in g_is_grad(m, terms["S_adv_G"])) > 0
+
+
+def test_straight_through_feeds_D_S_an_exact_one_hot_and_moves_G_IS():
+    m = build("cyclegan", only(lambda_4=1.0, d_s_input="straight_through"))
+    seen = d_inputs(m, "D_S")
+    terms, _ = m.generator_losses(make_batch())
+    (x,) = seen
+    assert set(x.unique().tolist()) == {0.0, 1.0} and torch.equal(x.sum(1), torch.ones_like(x.sum(1)))
+    assert sum(g.abs().sum() for g in g_is_grad(m, terms["S_adv_G"])) > 0
+
+
+def test_gumbel_feeds_D_S_a_noisy_distribution_at_its_temperature():
+    cold, hot = (build("cyclegan", only(lambda_4=1.0, d_s_input="gumbel", gumbel_tau=t)) for t in (0.05, 5.0))
+    b = make_batch()
+    peaks = []
+    for m in (cold, hot):
+        seen = d_inputs(m, "D_S")
+        terms, _ = m.generator_losses(b)
+        (x,) = seen
+        assert torch.allclose(x.sum(1), torch.ones_like(x.sum(1)), atol=1e-5)  # a distribution per pixel
+        assert sum(g.abs().sum() for g in g_is_grad(m, terms["S_adv_G"])) > 0
+        peaks.append(x.max(1).values.mean().item())
+    assert peaks[0] > 0.95 and peaks[1] < 0.6  # low τ: nearly one-hot; high τ: nearly uniform over 3 classes
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.5])
+def test_instance_noise_shows_in_every_discriminator_input(sigma):
+    b = make_batch(b=4)
+    clean, noisy = build("cyclegan", make_cfg()), build("cyclegan", make_cfg(instance_noise=sigma))
+    inputs = {}
+    for key, m in (("clean", clean), ("noisy", noisy)):
+        inputs[key] = {n: d_inputs(m, n) for n in ("D_S", "D_I")}
+        torch.manual_seed(5)
+        m.optimize_parameters(b)
+    for n in ("D_S", "D_I"):
+        # G phase (generated), D phase (real, then generated): the real side's clean input is the same in both
+        real_clean, real_noisy = inputs["clean"][n][1], inputs["noisy"][n][1]
+        spread = (real_noisy - real_clean).std().item()
+        assert spread == pytest.approx(sigma, rel=0.05)
+        assert len(inputs["noisy"][n]) == 3
+
+
+def test_instance_noise_anneals_linearly_to_zero():
+    m = build("cyclegan", make_cfg(instance_noise=0.4, instance_noise_anneal=True), total_iters=8)
+    sigmas = []
+    for i in range(8):
+        m.iteration = i
+        sigmas.append(m.noise_sigma())
+    assert sigmas == pytest.approx([0.4 * (1 - i / 8) for i in range(8)])
+    assert build("cyclegan", make_cfg(instance_noise=0.4)).noise_sigma() == 0.4
+
+
+def test_real_label_smoothing_lowers_only_the_discriminators_real_target():
+    b = make_batch()
+    plain = build("cyclegan", only(lambda_5=1.0))
+    smooth = build("cyclegan", only(lambda_5=1.0, real_label_smoothing=0.2))
+    g_plain, saved = plain.generator_losses(b)
+    g_smooth, _ = smooth.generator_losses(b)
+    assert torch.equal(g_plain["I_adv_G"], g_smooth["I_adv_G"])  # generators still aim at 1 (one-sided)
+    d_real = smooth.raw_networks["D_I"](saved["x_u"]).detach()
+    d_fake = smooth.raw_networks["D_I"](saved["x_fake"]).detach()
+    out = smooth.optimize_D(saved)
+    expected = 0.5 * (((d_real - 0.8) ** 2).mean() + (d_fake**2).mean())
+    assert out["I_adv_D"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(("kind", "extra"), [("pixel", {}), ("patch", {"d_depth": 2}), ("hung", {})])
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_discriminator_choice_builds_both_discriminators_and_trains(kind, extra, norm):
+    m = build("cyclegan", make_cfg(discriminator=kind, d_norm=norm, **extra), info=INFO32)
+    expected = {"pixel": "PixelDiscriminator", "patch": "PatchDiscriminator", "hung": "HungDiscriminator"}[kind]
+    assert {type(m.raw_networks[n]).__name__ for n in ("D_S", "D_I")} == {expected}
+    norms = {type(mod).__name__ for mod in m.raw_networks["D_S"].modules() if "Norm" in type(mod).__name__}
+    assert norms == (set() if kind == "hung" else {"BatchNorm2d" if norm == "batch" else "InstanceNorm2d"})
+    before = snapshot(m, ["D_S", "D_I"])
+    out = m.optimize_parameters(make_batch(INFO32))
+    assert all(torch.isfinite(v) for v in out.values()) and not same(before, snapshot(m, ["D_S", "D_I"]))
+
+
+def test_discriminator_too_deep_for_the_image_is_refused_with_the_fix():
+    with pytest.raises(UserError, match=r"d_depth=3 needs images at least 24 px.*set d_depth <= 2"):
+        build("cyclegan", make_cfg(discriminator="patch", d_depth=3))  # INFO is 16x16
+    with pytest.raises(UserError, match="discriminator 'hung' needs images at least 32x32"):
+        build("cyclegan", make_cfg(discriminator="hung"))
+
+
+def test_d_lr_ratio_sets_only_the_discriminators_learning_rate():
+    m = build("cyclegan", make_cfg(lr=3e-4, d_lr_ratio=0.25))
+    assert m.optimizers["G"].param_groups[0]["lr"] == 3e-4
+    assert m.optimizers["D"].param_groups[0]["lr"] == pytest.approx(7.5e-5)
+
+
+def test_history_pool_fills_then_swaps_with_its_probability():
+    pool = methods_module.HistoryPool(size=3, prob=0.5)
+    batches = [torch.full((2, 1), float(i)) for i in range(400)]
+    out = [pool.query(b) for b in batches[:3]]
+    assert all(o is b for o, b in zip(out, batches[:3], strict=True)) and len(pool.items) == 3  # filling
+    torch.manual_seed(0)
+    old = sum(pool.query(b) is not b for b in batches[3:])
+    assert old / 397 == pytest.approx(0.5, abs=0.08)  # an old batch about half the time
+    assert len(pool.items) == 3 and len({id(t) for t in pool.items}) == 3
+    off = methods_module.HistoryPool(size=0, prob=1.0)
+    assert off.query(batches[0]) is batches[0] and off.items == []
+
+
+def test_pool_feeds_discriminators_old_batches_and_is_checkpointed():
+    m = build("cyclegan", make_cfg(pool_size=2, pool_prob=1.0))
+    m.optimize_parameters(make_batch(seed=1))
+    m.optimize_parameters(make_batch(seed=2))  # the pools are full now
+    stored = m.pools["D_S"].items[:]
+    seen = d_inputs(m, "D_S")
+    m.optimize_parameters(make_batch(seed=3))
+    fake_in_d_phase = seen[2]
+    assert any(torch.equal(fake_in_d_phase, t) for t in stored)  # prob 1: an old batch, not this step's
+    state = m.state_dict()
+    n = build("cyclegan", make_cfg(pool_size=2, pool_prob=1.0))
+    n.load_state_dict(state)
+    assert all(torch.equal(a, c) for a, c in zip(m.pools["D_I"].items, n.pools["D_I"].items, strict=True))
+
+
+def test_rampup_factor_is_laine_and_ailas_sigmoid_after_the_warmup():
+    f = methods_module.rampup_factor
+    assert [f(e, 2, 0) for e in (1, 2, 3, 9)] == [0.0, 0.0, 1.0, 1.0]
+    # warm-up 1, ramp 4: epochs 2..5 at t = 0, 1/4, 2/4, 3/4, then 1
+    import math
+    assert [f(e, 1, 4) for e in range(1, 8)] == pytest.approx(
+        [0.0, math.exp(-5), math.exp(-5 * 0.75**2), math.exp(-5 * 0.25), math.exp(-5 * 0.25**2), 1.0, 1.0])
+
+
+def test_warmup_trains_supervised_only_and_counts_no_unlabeled_draws():
+    m = build("cyclegan", make_cfg(unsup_warmup_epochs=1))
+    m.set_epoch(1)
+    counts = count_forwards(m)
+    out = m.optimize_parameters(make_batch())
+    assert set(out) == {"S_gen", "I_gen", "G_total"}  # λ1 (supervised) stays; λ2…λ5 act as 0
+    assert counts == {"G_IS": 1, "G_SI": 1, "D_S": 0, "D_I": 0} and m.unlabeled_steps == 0
+    assert m.effective_weights() == {"lambda_2": 0.0, "lambda_3": 0.0, "lambda_4": 0.0, "lambda_5": 0.0}
+    m.set_epoch(2)
+    assert m.effective_weights() == {"lambda_2": 0.05, "lambda_3": 1.0, "lambda_4": 1.0, "lambda_5": 1.0}
+    assert "S_adv_D" in m.optimize_parameters(make_batch()) and m.unlabeled_steps == 1

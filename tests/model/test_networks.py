@@ -12,10 +12,13 @@ from cycleseg.model.errors import UserError
 from cycleseg.model.networks import (
     NETWORKS,
     HungDiscriminator,
+    PatchDiscriminator,
     PixelDiscriminator,
     ResnetGenerator,
     create_network,
     init_weights,
+    patch_min_side,
+    patch_receptive_field,
 )
 
 
@@ -141,9 +144,37 @@ def test_init_weights_cyclegan_convention_and_seeded():
 
 
 def test_registry_and_factory():
-    assert NETWORKS.names() == ["hung_discriminator", "pixel_discriminator", "resnet_generator"]
+    assert NETWORKS.names() == ["hung_discriminator", "patch_discriminator", "pixel_discriminator", "resnet_generator"]
     g = create_network("resnet_generator", in_channels=3, out_channels=4, ngf=4, n_blocks=1, out="tanh")
     assert isinstance(g, ResnetGenerator)
     assert isinstance(create_network("pixel_discriminator", in_channels=3, ndf=4), PixelDiscriminator)
     with pytest.raises(UserError, match="did you mean 'pixel_discriminator'"):
         create_network("pixel_discriminatr", in_channels=3)
+
+
+@pytest.mark.parametrize(("depth", "rf"), [(1, 16), (2, 34), (3, 70)])
+def test_patch_receptive_field_is_what_its_docstring_says(depth, rf):
+    """The input square one score's gradient reaches, measured with the norms (which mix the whole image)
+    taken out; it must equal the docstring's 9·2^depth − 2."""
+    net = init_weights(PatchDiscriminator(2, ndf=4, depth=depth))
+    for i, m in enumerate(net.model):
+        if isinstance(m, nn.BatchNorm2d | nn.InstanceNorm2d):
+            net.model[i] = nn.Identity()
+    x = torch.randn(1, 2, 160, 160, requires_grad=True)
+    scores = net.model(x)
+    c = scores.shape[-1] // 2
+    scores[0, 0, c, c].backward()
+    rows, cols = (x.grad.abs().sum((0, 1)) > 0).nonzero(as_tuple=True)
+    assert int(rows.max() - rows.min() + 1) == int(cols.max() - cols.min() + 1) == rf == patch_receptive_field(depth)
+    assert str(rf) in PatchDiscriminator.__doc__ and str(rf) in patch_receptive_field.__doc__
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_patch_discriminator_scores_every_pixel_down_to_its_smallest_image(norm):
+    for depth in (1, 2, 3):
+        side = patch_min_side(depth)
+        d = PatchDiscriminator(3, ndf=4, depth=depth, norm=norm)
+        assert d(torch.randn(2, 3, side, side)).shape == (2, 1, side, side)
+        with pytest.raises(ValueError, match=f"needs H, W >= {side}"):
+            d(torch.randn(2, 3, side - 4, side - 4))
+    assert not any(getattr(m, "track_running_stats", False) for m in d.modules())

@@ -158,3 +158,37 @@ def test_every_method_trains_and_logs_its_terms(tmp_path, method):
     assert hist[0]["loss_S_gen"] > 0 and math.isfinite(hist[0]["val_miou"])
     logged = {k[len("loss_"):] for k in hist[0] if k.startswith("loss_")}
     assert logged <= set(METHODS.get(method).LOSS_TERMS) and {"S_gen", "G_total"} <= logged
+
+
+def test_effective_lambdas_follow_the_warmup_and_rampup_formula_each_epoch(tmp_path):
+    cfg = resolve_config({**TINY, "epochs": 4, "lambda_4": 0.5, "unsup_warmup_epochs": 1, "unsup_rampup_epochs": 2})
+    hist = run_trial(cfg, workdir=tmp_path)
+    # epoch 1: warm-up (0); epoch 2: t = 0 → e^-5; epoch 3: t = 1/2 → e^-1.25; epoch 4: t = 1 → 1
+    factors = [0.0, math.exp(-5), math.exp(-1.25), 1.0]
+    for rec, f in zip(hist, factors, strict=True):
+        assert rec["lambda_2_effective"] == pytest.approx(0.05 * f)
+        assert rec["lambda_4_effective"] == pytest.approx(0.5 * f)
+        assert rec["lambda_3_effective"] == rec["lambda_5_effective"] == pytest.approx(f)
+    assert "loss_S_adv_G" not in hist[0] and "loss_S_adv_G" in hist[1]  # the warm-up is supervised only
+    assert hist[0]["unlabeled_images_seen"] == 0 < hist[1]["unlabeled_images_seen"]
+    assert hist[0]["steps"] == hist[1]["steps"] - hist[0]["steps"]  # the budget does not change
+
+
+def test_resume_is_bit_exact_with_every_random_lever(tmp_path):
+    """Gumbel noise, instance noise and the history pool draw from the RNG and hold state: a resume still matches."""
+    levers = {"d_s_input": "gumbel", "instance_noise": 0.1, "instance_noise_anneal": True, "pool_size": 2,
+              "discriminator": "patch", "unsup_rampup_epochs": 2, "real_label_smoothing": 0.1, "d_lr_ratio": 0.5}
+    straight = tmp_path / "a"
+    run_trial(resolve_config({**TINY, **levers}), workdir=straight)
+    broken = tmp_path / "b"
+    crash = resolve_config({**TINY, **levers, "method": "fault_crash_2"})
+    with pytest.raises(RuntimeError, match="injected crash"):
+        run_trial(crash, workdir=broken)
+    run_trial(crash, workdir=broken, resume=True)
+    _, a = load_trial(straight / CHECKPOINT)
+    _, b = load_trial(broken / CHECKPOINT)
+    for name, net in a.networks.items():
+        for (k, p), q in zip(net.state_dict().items(), b.networks[name].state_dict().values(), strict=True):
+            assert torch.equal(p, q), f"{name}.{k} differs after resume"
+    sa, sb = checkpoint.read_history(straight / CHECKPOINT), checkpoint.read_history(broken / CHECKPOINT)
+    assert [m["loss_D_total"] for m in sa] == [m["loss_D_total"] for m in sb]

@@ -113,3 +113,24 @@ def test_a_damaged_results_file_is_named_with_what_to_do(tmp_path):
     (tmp_path / "trials" / "b.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UserError, match=r"results file '.*b\.parquet' is damaged .*delete it"):
         res.read_sweeps([tmp_path])
+
+
+def test_results_written_before_the_gan_levers_read_as_what_those_runs_ran(tmp_path):
+    from cycleseg.model.config import DEFAULTS, GAN_FIELDS
+
+    hist = [epoch(1, 0.2), epoch(2, 0.3)]
+    res.write_trial(tmp_path, row(hist, trial_id="old"), hist)
+    dropped = {"recipe", *GAN_FIELDS, "lambda_2_effective", "lambda_3_effective", "lambda_4_effective",
+               "lambda_5_effective"}
+    for which in ("trials", "epochs"):  # the files as an older cycleseg wrote them
+        f = tmp_path / which / "old.parquet"
+        t = pq.read_table(f)
+        pq.write_table(t.drop_columns([c for c in t.column_names if c in dropped]), f)
+    sweeps = res.read_sweeps([tmp_path])
+    trial = sweeps.trials.iloc[0]
+    assert all(trial[k] == DEFAULTS[k] for k in ("recipe", *GAN_FIELDS))  # what those runs ran
+    assert sweeps.epochs["lambda_4_effective"].isna().all() and len(sweeps.epochs) == 2  # not recorded
+    t = pq.read_table(tmp_path / "trials" / "old.parquet")
+    pq.write_table(t.drop_columns(["lambda_1"]), tmp_path / "trials" / "old.parquet")  # not added later
+    with pytest.raises(UserError, match="lacks the column"):
+        res.read_sweeps([tmp_path])

@@ -54,3 +54,27 @@ def test_what_a_choice_may_draw_from_never_depends_on_a_test_value(tmp_path):
     t = prepare(trials, "test_miou").set_index("trial_id")
     assert list(t["included"]) == [True, False]  # the test table has no value for b
     assert list(t["choosable"]) == [True, True]  # but a val ranking still sees it
+
+
+def test_a_variant_named_arm_at_cell_is_the_row_arm(tmp_path):
+    """cycleseg confirm's arms: each fraction's winner is one row, its defaults the plain cyclegan row."""
+    d = tmp_path / "conf"
+    for seed in (5, 6):
+        for frac, w, p, c in ((0.1, 0.30, 0.25, 0.26), (0.2, 0.36, 0.33, 0.31)):
+            tag = f"f{frac}"
+            write_trial(d, f"w{tag}_{seed}", method="cyclegan", fraction=frac, seed=seed, value=w + seed / 100,
+                        variant=f"winner@{tag}", lambda_2=0.2 if frac == 0.1 else 0.3)
+            write_trial(d, f"p{tag}_{seed}", method="partial", fraction=frac, seed=seed, value=p,
+                        variant=f"partial@{tag}")
+            write_trial(d, f"d{tag}_{seed}", method="cyclegan", fraction=frac, seed=seed, value=c,
+                        variant=f"default@{tag}")
+    t = prepare(read_sweeps([d]).trials, "test_miou")
+    assert set(t["row"]) == {"winner", "partial", "cyclegan"}
+    _, gains = tables.table1(t, Paper.load(), "t")
+    g = gains.set_index(["row", "labeled_fraction"])
+    # winner − partial at 10 %: 0.35 − 0.25 and 0.36 − 0.25 → 0.105; at 20 %: 0.41 − 0.33, 0.42 − 0.33 → 0.085
+    assert g.loc[("winner", 0.1), "mean"] == pytest.approx(0.105)
+    assert g.loc[("winner", 0.2), "mean"] == pytest.approx(0.085)
+    assert g.loc[("cyclegan", 0.2), "mean"] == pytest.approx(-0.02)  # the defaults: 0.31 − 0.33
+    t2 = tables.table2(t, Paper.load(), "t").set_index(["variant", "labeled_fraction"])
+    assert t2.loc[("winner", 0.1), "diff_mean"] == pytest.approx(0.095)  # winner − defaults, paired by seed

@@ -64,15 +64,37 @@ def test_table2_pairs_each_variant_with_proposed(sweeps):
     # half 0.0248414 → [-0.0448414, 0.0048414]: includes 0
     r = t2.loc["no_label_cycle"]
     assert r["zeroed"] == "lambda_2" and r["n_pairs"] == 3 and r["diff_mean"] == pytest.approx(-0.02)
+    assert r["changes"] == "lambda_2=0" and t2.loc["proposed", "changes"] == ""
     assert r["diff_ci_low"] == pytest.approx(-0.0448414, abs=1e-6)
     assert r["diff_ci_high"] == pytest.approx(0.0048414, abs=1e-6)
     assert not r["excludes_zero"] and r["paper_diff"] == pytest.approx(0.2627 - 0.2981)
     # no_image_disc: -0.04, -0.05, -0.06 → mean -0.05, sd 0.01 → [-0.0748414, -0.0251586]: a real loss
     r = t2.loc["no_image_disc"]
     assert r["zeroed"] == "lambda_5" and r["diff_ci_high"] == pytest.approx(-0.0251586, abs=1e-6) and r["excludes_zero"]
-    # ablation variants are never mixed into Table 1's cyclegan row
+    # ablation variants are never mixed into Table 1's cyclegan row: each is a row of its own
     summary, _ = tables.table1(t, Paper.load(), "t")
-    assert set(summary["row"]) == {"partial", "cyclegan", "hung", "full"}
+    assert set(summary["row"]) == {"partial", "cyclegan", "hung", "full", "no_label_cycle", "no_image_disc"}
+    assert summary.set_index(["row", "labeled_fraction"]).loc[("cyclegan", 0.2), "mean"] == pytest.approx(0.29)
+
+
+def test_every_variant_is_a_table1_row_paired_with_partial(sweeps):
+    t = prepare(read_sweeps(list(sweeps)).trials, "test_miou")
+    summary, gains = tables.table1(t, Paper.load(), "t")
+    s = summary.set_index(["row", "labeled_fraction"])
+    # no_image_disc at 20 %: (0.25 + 0.22 + 0.25) / 3 = 0.24; deviations 0.01, -0.02, 0.01 → std √(0.0006/2)
+    assert s.loc[("no_image_disc", 0.2), ["n", "mean", "std"]].tolist() == pytest.approx([3, 0.24, 0.0173205],
+                                                                                       abs=1e-6)
+    g = gains.set_index(["row", "labeled_fraction"])
+    # − partial (0.26, 0.27, 0.28) by seed: -0.01, -0.05, -0.03 → mean -0.03, sd 0.02, half 4.302653 · 0.02/√3
+    r = g.loc[("no_image_disc", 0.2)]
+    assert (r["reference"], r["n_pairs"], r["mean"], r["std"]) == ("partial", 3, pytest.approx(-0.03),
+                                                                   pytest.approx(0.02))
+    assert r["ci_low"] == pytest.approx(-0.0796827, abs=1e-6) and r["ci_high"] == pytest.approx(0.0196827, abs=1e-6)
+    assert r["equal_budget"] and not r["positive_control"]
+    # no_label_cycle: 0, -0.02, +0.02 → mean 0
+    assert g.loc[("no_label_cycle", 0.2), "mean"] == pytest.approx(0.0, abs=1e-12)
+    _, rows = tables.table1_layout(summary, gains, "voc")
+    assert "no_image_disc" in [r[0] for r in rows]
 
 
 def test_class_iou_table_is_nan_aware_with_paper_columns(sweeps):
