@@ -186,6 +186,9 @@ def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: A
 @click.option("--with-default", is_flag=True,
               help="Also re-run each cell with its searched fields at their defaults (e.g. the paper's λ's).")
 @click.option("--name", help="Confirmation sweep name (folder under --storage); default: <SWEEP name>-confirm.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Where the arms run, for every arm: data_root, cache_dir, device, amp, channels_last, compile or "
+              "eval_batch_size (what they are is the search's choice).")
 @_run_options("Finish an interrupted confirmation: cycleseg confirm --resume --name NAME (same --storage); "
               "cycleseg sweep --resume --name NAME works too where --storage is local.")
 @_user_errors

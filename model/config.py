@@ -161,7 +161,8 @@ class TrialConfig:
     gumbel_tau: PositiveFloat = Field(1.0, description="d_s_input=gumbel: the Gumbel-softmax temperature, > 0")
     instance_noise: Weight = Field(
         0.0, description="σ of Gaussian noise added to both discriminators' inputs, real and generated, in both "
-        "phases (Sønderby et al. 2017); images are in [-1, 1], masks in [0, 1]; 0 = off"
+        "phases (Sønderby et al. 2017); an image spans a width of 1 (per-image normalisation), a mask [0, 1]; "
+        "0 = off"
     )
     instance_noise_anneal: bool = Field(
         False, description="anneal instance_noise linearly to 0 over the run's iterations"
@@ -187,7 +188,7 @@ class TrialConfig:
     )
     pool_size: PoolSize = Field(
         0, description="history pool: generated batches kept per discriminator (Shrivastava et al. 2017; the "
-        "authors' code: 50); 0 = off"
+        "authors' code: 50), on the device and in every checkpoint (50 VOC batches of 5: about 1 GB); 0 = off"
     )
     pool_prob: Probability = Field(
         0.5, description="pool_size > 0: the chance a full pool hands the discriminator an old batch (swapping in "
@@ -254,6 +255,11 @@ DEFAULTS: dict[str, Any] = TrialConfig().to_dict()
 # configuration keeps the hash it had before they existed (a sweep resumed across the upgrade keeps its groups).
 LATER_FIELDS = frozenset({"recipe", *GAN_FIELDS})
 EXECUTION_FIELDS = frozenset({"data_root", "cache_dir", "device", "amp", "channels_last", "compile", "eval_batch_size"})
+
+
+def complete(values: dict[str, Any]) -> dict[str, Any]:
+    """A config dict written before ``LATER_FIELDS`` existed, with them at their defaults (what it ran)."""
+    return {**values, **{k: DEFAULTS[k] for k in LATER_FIELDS if k not in values}}
 
 
 def describe(name: str) -> str:

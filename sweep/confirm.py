@@ -10,12 +10,15 @@ semi-supervised configurations: ``partial`` and an all-labeled method (``full``)
 candidates. Per cell the arms are
 
 - ``winner@<cell>``: the winner's configuration;
-- ``partial@<cell>``: the cell's configuration without the searched fields (a search's plan cell; for a
-  grid sweep, without the fields that varied among the cell's candidates), ``method: partial``, and the
-  winner's value of every searched budget field (``BUDGET_FIELDS``), so both run the same optimizer steps;
-  cells whose baselines coincide share one;
-- with ``with_default``, ``default@<cell>``: that same cell configuration with the winner's method (the
-  searched fields at their ``TrialConfig`` defaults, e.g. the paper's λ's), unless it is the winner.
+- ``partial@<cell>``: ``method: partial`` on the winner's data, networks and budget. Of the fields the cell
+  chose (a search's searched fields; for a grid sweep, the fields that varied among the cell's candidates),
+  the method's own settings (its λ's and GAN levers, ``derive.METHOD_PARAMS``) and the optimiser's
+  (``derive.OPTIM_FIELDS``) are the cell's (so at their defaults where the cell does not set them), and
+  every other one (epochs, batch size, network width, …) the winner's: both run the same optimizer steps
+  on the same G_IS. Fields only the semi-supervised method reads are left at their defaults, so cells whose
+  baselines coincide share one;
+- with ``with_default``, ``default@<cell>``: the winner with the method's and the optimiser's chosen fields
+  at the cell's values (e.g. the paper's λ's), unless that is the winner itself.
 
 They become an ordinary search space (``confirm.yaml``: ``variants`` one per arm, ``seeds`` the fresh seeds,
 the fields all arms share as ``base``) in the new sweep's folder, run by ``runner.run_sweep`` like any
@@ -38,18 +41,19 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from cycleseg.model.config import DEFAULTS, PRESETS, check_value
+from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, check_value
+from cycleseg.model.data.cache import cache_key
 from cycleseg.model.errors import UserError
 from cycleseg.model.io import check_name, check_output_dir
 from cycleseg.model.methods import METHODS
 from cycleseg.model.plugins import load_plugins
-from cycleseg.model.resolve import resolve_config
+from cycleseg.model.resolve import parse_set, resolve_config
 from cycleseg.sweep import results as res
 from cycleseg.sweep import storage as store
 from cycleseg.sweep.dry_run import varying_fields
 from cycleseg.sweep.export import CONDITIONS, Winner, cell_winners
 from cycleseg.sweep.plan import PLAN_FILE, Plan, cell_key, read_plan
-from cycleseg.sweep.report.derive import BASELINE, cell_variant, slug
+from cycleseg.sweep.report.derive import BASELINE, METHOD_PARAMS, OPTIM_FIELDS, cell_variant, slug
 
 if TYPE_CHECKING:  # the runner imports Ray: imported where a confirmation runs, not where a report reads one
     from cycleseg.sweep.runner import SweepOutcome
@@ -60,7 +64,6 @@ FORMAT = 1  # confirm.json's schema version
 DEFAULT_SEEDS = 5
 MIN_SEEDS = 2  # a paired interval needs two pairs
 METRIC, MODE = "val_miou", "max"  # how winners are chosen: best-config's default (choose on val)
-BUDGET_FIELDS = ("epochs", "batch_size")  # with the dataset and fraction, they fix a trial's optimizer steps
 # arm names (the tables' rows; a variant is named cell_variant(arm, cell)): the winners form one row, the
 # baselines the partial row and the defaults the plain cyclegan row, each paired by fraction and seed
 WINNER, DEFAULT = "winner", "default"
@@ -75,7 +78,7 @@ class Pairing:
     arms: dict[str, dict[str, Any]]  # winner, baseline and (optionally) default: name -> overrides
     baseline: str  # the baseline arm's name (shared by cells whose baselines coincide)
     default: str | None  # the default arm's name; None when not asked for, or when it is the winner
-    from_winner: dict[str, Any]  # the searched budget fields the baseline (and default) took from the winner
+    from_winner: dict[str, Any]  # chosen fields the baseline (and default) keep at the winner's value
 
     @property
     def name(self) -> str:
@@ -143,12 +146,17 @@ def candidates(trials: pd.DataFrame) -> pd.DataFrame:
     return done[semi]
 
 
+SELF_FILLING = ("method", "recipe", "preset")  # fields whose value fills others where a layer leaves them unset
+
+
 def _overrides(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config as the fields that differ from the defaults (and from its preset's sizes), without
-    the seed: what a space needs to give to resolve to it again."""
-    preset = PRESETS.get(cfg.get("preset", DEFAULTS["preset"]), {})
-    return {k: v for k, v in cfg.items()
-            if k != "seed" and k in DEFAULTS and v != DEFAULTS[k] and not (k in preset and v == preset[k])}
+    """A resolved config as the fields a space must give to resolve to it again, without the seed: those that
+    differ from what its method, recipe and preset alone resolve to (so ``recipe: paper-code`` with the paper's
+    λ4 keeps λ4), and those three where they are not the defaults."""
+    own = {k: cfg[k] for k in SELF_FILLING if k in cfg}
+    ref = resolve_config(own).to_dict()
+    return {**{k: v for k, v in own.items() if v != DEFAULTS[k]},
+            **{k: v for k, v in cfg.items() if k != "seed" and k in ref and v != ref[k]}}
 
 
 def _cell_configuration(cfg: dict[str, Any], searched: tuple[str, ...], plan: Plan | None) -> dict[str, Any]:
@@ -173,6 +181,12 @@ def _chosen_fields(w: Winner, pool: pd.DataFrame, searched: tuple[str, ...]) -> 
     return tuple(k for k in varying_fields(configs) if k not in ("seed", "method", *CONDITIONS))
 
 
+def _budget(overrides: dict[str, Any]) -> tuple[Any, ...]:
+    """What fixes a trial's optimizer steps (``trainer.epoch_steps``): its decoded data, fraction, batch, epochs."""
+    cfg = resolve_config(overrides)
+    return cache_key(cfg), cfg.labeled_fraction, cfg.batch_size, cfg.epochs
+
+
 def _key(overrides: dict[str, Any]) -> str:
     return resolve_config(overrides).hash(exclude=("seed",))
 
@@ -193,23 +207,27 @@ def pair_winners(trials: pd.DataFrame, plan: Plan | None, *, with_default: bool 
         cfg = json.loads(w.members["config_json"].iloc[0])
         chosen = _chosen_fields(w, pool, searched)
         cell = _cell_configuration(cfg, chosen, plan)
-        budget = {k: cfg[k] for k in BUDGET_FIELDS if k in chosen}
+        own = {*METHOD_PARAMS.get(cfg["method"], ()), *OPTIM_FIELDS}
+        kept = {k: cfg[k] for k in chosen if k not in own}  # data, networks, budget: the winner's
         winner = {**cell, **{k: cfg[k] for k in chosen}}
         if _key(winner) != resolve_config(cfg).hash(exclude=("seed",)):
             raise UserError(f"the winner of cell {w.cell} cannot be rebuilt from its sweep's plan ({PLAN_FILE} and "
                             "trials/ disagree); export it with best-config and run it as a sweep's base: instead")
         tag = _unique(slug(w.cell) if len(winners) > 1 else slug(cfg["dataset"], cfg["labeled_fraction"]), names)
         arms = {cell_variant(WINNER, tag): winner}
-        baseline = {**cell, "method": BASELINE, **budget}
+        semi_only = set(METHOD_PARAMS.get(cfg["method"], ()))  # partial reads none of them: at their defaults
+        baseline = {**{k: v for k, v in cell.items() if k not in semi_only}, **kept, "method": BASELINE}
+        if _budget(baseline) != _budget(winner):  # equal budgets, by construction
+            raise UserError(f"cell {w.cell}: its baseline would not run the winner's optimizer steps; report this")
         base_name = baselines.setdefault(_key(baseline), cell_variant(BASELINE, tag))
         if base_name == cell_variant(BASELINE, tag):
             arms[base_name] = baseline
         default_name = None
-        default = {**cell, **budget}
+        default = {**cell, **kept}
         if with_default and _key(default) != _key(winner):
             default_name = cell_variant(DEFAULT, tag)
             arms[default_name] = default
-        out.append(Pairing(w, {k: cfg[k] for k in chosen}, arms, base_name, default_name, budget))
+        out.append(Pairing(w, {k: cfg[k] for k in chosen}, arms, base_name, default_name, kept))
     return out
 
 
@@ -240,7 +258,8 @@ def provenance(source: str, source_sweep: str, pairings: list[Pairing], seeds: l
     ``{format, created_at, source (the sweep folder as given), source_sweep (its name), metric, mode,
     fresh_seeds, space (the generated space file), cells: [{cell, winner, baseline, default (arm names; default
     null without one), group_hash, trial_ids, search_seeds, searched ({field: winner's value}), baseline_from_winner
-    ({budget field: value}), value, std, n (the winner's metric over its search seeds), caveats}]}``
+    ({chosen field the baseline keeps at the winner's value: value}), value, std, n (the winner's metric over its
+    search seeds), caveats}]}``
     """
     return {
         "format": FORMAT,
@@ -303,12 +322,21 @@ def confirm_winners(
     storage: str = "runs",
     resume: bool = False,
     dry_run: bool = False,
+    sets: tuple[str, ...] | list[str] = (),
     **run_options: Any,
 ) -> SweepOutcome | None:
     """Re-run ``source``'s winners on fresh seeds beside their baselines as the sweep ``name`` (or, ``resume``,
-    finish that confirmation); returns ``run_sweep``'s outcome (None for a dry run)."""
+    finish that confirmation); returns ``run_sweep``'s outcome (None for a dry run). ``sets`` (``--set``) may
+    change only where the arms run (``EXECUTION_FIELDS``: e.g. data_root on this cluster), never what they are."""
     from cycleseg.sweep.runner import locations, run_sweep
 
+    what = sorted(set(parse_set(list(sets))) - EXECUTION_FIELDS)
+    if what:
+        raise UserError(f"confirm --set {', '.join(what)}: the arms are the configurations the search chose; --set "
+                        f"may change only where they run ({', '.join(sorted(EXECUTION_FIELDS))})")
+    if resume and sets:
+        raise UserError("--resume finishes the stored plan, --set included; drop --set")
+    run_options["sets"] = list(sets)
     if not storage.strip():
         raise UserError("--storage is empty; give a folder or an s3:// / gs:// URI, e.g. --storage runs")
     if not store.is_uri(storage):
@@ -382,11 +410,11 @@ def _describe(pairings: list[Pairing], source: str, seeds: list[int]) -> None:
 
 
 def baseline_words(searched: Any, from_winner: Any) -> str:
-    """How a winner's baseline (and default) differs from it, in words: the searched fields at their defaults,
-    but the winner's value of the searched budget fields."""
+    """How a winner's baseline (and default) differs from it, in words: the method's and optimiser's chosen
+    fields at the cell's values, the other chosen fields (data, networks, budget) at the winner's."""
     reset = [k for k in searched if k not in from_winner]
-    parts = ([f"{', '.join(reset)} at {'its default' if len(reset) == 1 else 'their defaults'}"] if reset else []) \
-        + ([f"the winner's {', '.join(from_winner)} (the same steps)"] if from_winner else [])
+    parts = ([f"{', '.join(reset)} at the cell's {'value' if len(reset) == 1 else 'values'}"] if reset else []) \
+        + ([f"the winner's {', '.join(from_winner)} (the same G_IS, data and steps)"] if from_winner else [])
     return ", ".join(parts) or "otherwise the winner's configuration"
 
 
@@ -415,6 +443,9 @@ def _resume(source: str | None, seeds: str | None, with_default: bool, name: str
         if any(again[k] != (stored or {}).get(k) for k in ("base", "seeds", "variants")):
             raise UserError(f"--resume: these arms or seeds differ from the ones confirmation '{name}' started with; "
                             "resume with only --name (its stored plan is used) or start a new --name")
+    started = read_plan(sweep_dir, "restore it from a copy")  # its --set, which the space file does not hold
+    if started is not None:
+        run_options["sets"] = [f"{k}={json.dumps(v)}" for k, v in started.sets.items()]
     with _local_space(raw.decode(), None if store.is_uri(sweep_dir) else space_path) as path:
         return run_sweep(path, name=name, storage=storage, resume=True, dry_run=dry_run, **run_options)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cycleseg.model.config import TrialConfig
+from cycleseg.model.config import TrialConfig, complete
 from cycleseg.model.errors import UserError
 from cycleseg.model.flops import step_flops, trial_flops
 from cycleseg.model.resolve import resolve_config
@@ -94,7 +94,10 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        return cls(**json.loads(text))
+        plan = cls(**json.loads(text))
+        for t in plan.trials:  # a plan stored before fields were added: they ran at their defaults
+            t["cfg"] = complete(t["cfg"])
+        return plan
 
     def load_space(self) -> SearchSpace:
         if self.space is None:

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cycleseg.model.config import DEFAULTS, LATER_FIELDS, RAMPED_LAMBDAS, TrialConfig
+from cycleseg.model.config import DEFAULTS, LATER_FIELDS, RAMPED_LAMBDAS, TrialConfig, complete
 from cycleseg.model.data import dataset_info
 from cycleseg.model.errors import UserError
 from cycleseg.model.records import effective_column, epoch_schema, epoch_table, selected_epoch
@@ -268,6 +268,7 @@ def read_sweeps(paths: list[str | Path]) -> Sweeps:
         raise UserError(f"no finished trials yet in {', '.join(sources)} ({TRIALS_DIR}/ is empty); wait for the first "
                         "trial to finish or check the path")
     t = pa.concat_tables(trials).to_pandas()
+    t["config_json"] = [json.dumps(complete(json.loads(c)), sort_keys=True) for c in t["config_json"]]
     before = len(t)
     t = t.drop_duplicates(subset=["sweep", "trial_id"], keep="last").reset_index(drop=True)
     if len(t) < before:

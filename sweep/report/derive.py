@@ -50,7 +50,8 @@ MAX_TABLE_SETTINGS = 3
 
 def arm_name(variant: str) -> str:
     """The row a variant's trials form: its name up to ``ARM_SEPARATOR``, so variants ``winner@10`` and
-    ``winner@20`` (one configuration per labeled fraction, as ``cycleseg confirm`` writes them) are one row."""
+    ``winner@20`` (one configuration per labeled fraction, as ``cycleseg confirm`` writes them) are one row;
+    ``prepare`` keeps the whole name where two such variants meet at one block and fraction."""
     return variant.split(ARM_SEPARATOR, 1)[0]
 
 
@@ -127,6 +128,10 @@ def prepare(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     # arms: the method, or the ablation variant's name up to '@' (variants ablate cyclegan: another
     # method's variant name is ignored, as its trials differ only in λ's that method does not use)
     name = t["variant"].map(arm_name)
+    # `arm@cell` variants join one row only where they never meet: two of them at one block and fraction
+    # are different configurations, and keep their own names rather than be averaged together
+    clash = t.assign(name=name).groupby(["block", "fraction", "name"])["variant"].transform("nunique") > 1
+    name = name.where(~clash, t["variant"])
     plain = (
         name.str.lower().isin(NON_VARIANT_NAMES)
         | (name == t["method"])

@@ -89,6 +89,8 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
     summary = pd.DataFrame(summ)
     gains = []
     method_of = dict(zip(zip(rows["block"], rows["row"], strict=True), rows["method"], strict=True))
+    recipe = rows["recipe"].astype(str) if "recipe" in rows else pd.Series("paper", index=rows.index)
+    recipes = recipe.groupby([rows["block"], rows["row"]]).agg(lambda r: r.iloc[0] if r.nunique() == 1 else "")
     for (block, row, frac), sv in sorted(vals.items()):
         if method_of[block, row] in SEMI_METHODS:  # a method's rows and its variants' arms
             refs = [frac]
@@ -96,19 +98,31 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
             refs = sorted(f for b, r, f in vals if b == block and r == BASELINE)
         else:
             continue
-        if not ((rows["block"] == block) & (rows["row"] == BASELINE)).any():
+        base = _baseline_row(recipes, block, recipes.get((block, row), ""))
+        if base is None:
             continue
         for ref_frac in refs:
-            d = stats.paired_difference(sv, vals.get((block, BASELINE, ref_frac), {}), ci=ci)
-            mine, theirs = budgets[block, row, frac], budgets.get((block, BASELINE, ref_frac), budget(rows[:0]))
+            d = stats.paired_difference(sv, vals.get((block, base, ref_frac), {}), ci=ci)
+            mine, theirs = budgets[block, row, frac], budgets.get((block, base, ref_frac), budget(rows[:0]))
             gains.append({
-                "block": block, "dataset": dataset_of[block], "row": row, "reference": BASELINE,
+                "block": block, "dataset": dataset_of[block], "row": row, "reference": base,
                 "labeled_fraction": ref_frac, **_comparison(d),
                 "steps": mine["steps_max"], "reference_steps": theirs["steps_max"],
                 "equal_budget": _same_budget(mine, theirs), "positive_control": row == CONTROL,
                 "paper": paper.t1(dataset_of[block], row, frac) - paper.t1(dataset_of[block], BASELINE, ref_frac),
             })
     return summary, pd.DataFrame(gains)
+
+
+def _baseline_row(recipes: pd.Series, block: str, recipe: str) -> str | None:
+    """The ``partial`` row a row of ``recipe`` is paired with: the one trained with the same recipe (the paper as
+    coded has its own baseline, beta1 = 0.9), preferring the plain ``partial`` row; else the plain row; None
+    without one."""
+    partial = [r for (b, r) in recipes.index if b == block and r.split(" (")[0] == BASELINE]
+    same = [r for r in partial if recipes[block, r] == recipe]
+    if BASELINE in same or (BASELINE in partial and not same):
+        return BASELINE
+    return same[0] if same else None
 
 
 def _zeroed(g: pd.DataFrame) -> str:
@@ -260,7 +274,8 @@ def table1_layout(summary: pd.DataFrame, gains: pd.DataFrame, block: str) -> tup
                 cells.append(num(c["paper"].iloc[0]) if len(c) and np.isfinite(c["paper"].iloc[0]) else "")
         rows.append(cells)
     for row in sorted(g["row"].unique(), key=row_sort_key) if not g.empty else []:
-        cells = [f"{row} − {BASELINE}" + (" (positive control)" if row == CONTROL else "")]
+        ref = g.loc[g["row"] == row, "reference"].iloc[0]
+        cells = [f"{row} − {ref}" + (" (positive control)" if row == CONTROL else "")]
         for f in fracs:
             c = g[(g["row"] == row) & (g["labeled_fraction"] == f)]
             if len(c):

@@ -128,21 +128,28 @@ def test_run_reports_every_epoch_with_all_terms(tmp_path):
     assert hist[0]["lr"] == pytest.approx(2e-4) and not hist[-1]["diverged"]
 
 
-def test_resume_is_bit_exact_on_cpu(tmp_path):
+def crash_resume_and_compare(tmp_path, layer: dict) -> tuple[list[dict], list[dict]]:
+    """``layer`` trained straight and, as ``fault_crash_2``, crashed in epoch 2 then resumed: the networks must
+    match bit for bit; returns both histories."""
     straight = tmp_path / "a"
-    run_trial(resolve_config(TINY), workdir=straight)
+    run_trial(resolve_config({**TINY, **layer}), workdir=straight)
     broken = tmp_path / "b"
+    crash = resolve_config({**TINY, **layer, "method": "fault_crash_2"})
     with pytest.raises(RuntimeError, match="injected crash"):
-        run_trial(resolve_config({**TINY, "method": "fault_crash_2"}), workdir=broken)
+        run_trial(crash, workdir=broken)
     assert checkpoint.load_state(broken / CHECKPOINT)["epoch"] == 1
-    hist = run_trial(resolve_config({**TINY, "method": "fault_crash_2"}), workdir=broken, resume=True)
+    hist = run_trial(crash, workdir=broken, resume=True)
     assert [m["epoch"] for m in hist] == [1, 2]
     _, a = load_trial(straight / CHECKPOINT)
     _, b = load_trial(broken / CHECKPOINT)
     for name, net in a.networks.items():
         for (k, p), q in zip(net.state_dict().items(), b.networks[name].state_dict().values(), strict=True):
             assert torch.equal(p, q), f"{name}.{k} differs after resume"
-    sa, sb = checkpoint.read_history(straight / CHECKPOINT), checkpoint.read_history(broken / CHECKPOINT)
+    return checkpoint.read_history(straight / CHECKPOINT), checkpoint.read_history(broken / CHECKPOINT)
+
+
+def test_resume_is_bit_exact_on_cpu(tmp_path):
+    sa, sb = crash_resume_and_compare(tmp_path, {})
     assert [m["loss_G_total"] for m in sa] == [m["loss_G_total"] for m in sb]
 
 
@@ -178,17 +185,5 @@ def test_resume_is_bit_exact_with_every_random_lever(tmp_path):
     """Gumbel noise, instance noise and the history pool draw from the RNG and hold state: a resume still matches."""
     levers = {"d_s_input": "gumbel", "instance_noise": 0.1, "instance_noise_anneal": True, "pool_size": 2,
               "discriminator": "patch", "unsup_rampup_epochs": 2, "real_label_smoothing": 0.1, "d_lr_ratio": 0.5}
-    straight = tmp_path / "a"
-    run_trial(resolve_config({**TINY, **levers}), workdir=straight)
-    broken = tmp_path / "b"
-    crash = resolve_config({**TINY, **levers, "method": "fault_crash_2"})
-    with pytest.raises(RuntimeError, match="injected crash"):
-        run_trial(crash, workdir=broken)
-    run_trial(crash, workdir=broken, resume=True)
-    _, a = load_trial(straight / CHECKPOINT)
-    _, b = load_trial(broken / CHECKPOINT)
-    for name, net in a.networks.items():
-        for (k, p), q in zip(net.state_dict().items(), b.networks[name].state_dict().values(), strict=True):
-            assert torch.equal(p, q), f"{name}.{k} differs after resume"
-    sa, sb = checkpoint.read_history(straight / CHECKPOINT), checkpoint.read_history(broken / CHECKPOINT)
+    sa, sb = crash_resume_and_compare(tmp_path, levers)
     assert [m["loss_D_total"] for m in sa] == [m["loss_D_total"] for m in sb]

@@ -370,3 +370,38 @@ def test_a_real_search_confirmed_on_fresh_seeds(cluster, tmp_path):
             assert (w.method, b.method) == ("cyclegan", "partial") and w.steps == b.steps > 0
     info = json.loads((runs / "conf" / cf.PROVENANCE_FILE).read_text())
     assert info["fresh_seeds"] == [1, 2] and [c["search_seeds"] for c in info["cells"]] == [[0], [0]]
+
+
+def test_the_baseline_keeps_the_winners_networks_and_resets_only_the_methods_own_settings(tmp_path):
+    d = tmp_path / "wide"
+    for seed in (0, 1):  # the wider G_IS with straight-through D_S input wins on val
+        add_trial(d, f"plain{seed}", 0.5, variant="proposed", epochs=2, seed=seed)
+        add_trial(d, f"wide{seed}", 0.6, variant="wide", epochs=2, seed=seed, ngf=12, d_s_input="straight_through")
+        add_trial(d, f"p{seed}", 0.4, method="partial", epochs=2, seed=seed)
+    (p,), path = generated(d, tmp_path, with_default=True, seeds="2")
+    assert p.searched == {"d_s_input": "straight_through", "ngf": 12} and p.from_winner == {"ngf": 12}
+    got = {arm: {(c["method"], c["ngf"], c["d_s_input"]) for c in cfgs} for arm, cfgs in arms(path).items()}
+    assert got["partial@digits_0p2"] == {("partial", 12, "softmax")}  # the same G_IS; D_S input is not partial's
+    assert got["default@digits_0p2"] == {("cyclegan", 12, "softmax")}
+
+
+def test_a_paper_code_winner_is_rebuilt_exactly_and_meets_the_paper_code_partial(tmp_path):
+    cfg = resolve_config({**BASE, "recipe": "paper-code", "lambda_4": 1.0}).to_dict()  # the code with the paper's λ4
+    ov = cf._overrides(cfg)
+    assert ov["lambda_4"] == 1.0 and ov["recipe"] == "paper-code" and "lambda_5" not in ov  # λ5 comes from the recipe
+    assert resolve_config({**ov, "seed": cfg["seed"]}).to_dict() == cfg
+    d = tmp_path / "code"
+    for seed in (0, 1):
+        add_trial(d, f"c{seed}", 0.6, variant="paper_code", recipe="paper-code", epochs=2, seed=seed)
+        add_trial(d, f"pc{seed}", 0.4, method="partial", recipe="paper-code", epochs=2, seed=seed)
+    (_,), path = generated(d, tmp_path, seeds="2")
+    assert all((c["recipe"], c["beta1"]) == ("paper-code", 0.9) for c in arms(path)["partial@digits_0p2"])
+
+
+def test_set_changes_only_where_the_arms_run(search, tmp_path, fake_run):
+    r = invoke(search, "--seeds", "2", "--storage", tmp_path / "runs", "--set", "lambda_2=0.2")
+    assert r.exit_code == 2 and "--set lambda_2: the arms are the configurations the search chose" in r.output
+    assert not (tmp_path / "runs").exists()
+    r = invoke(search, "--seeds", "2", "--storage", tmp_path / "runs", "--set", "cache_dir=/elsewhere")
+    assert r.exit_code == 0, r.output
+    assert fake_run[-1]["sets"] == ["cache_dir=/elsewhere"]

@@ -124,11 +124,16 @@ def test_results_written_before_the_gan_levers_read_as_what_those_runs_ran(tmp_p
                "lambda_5_effective"}
     for which in ("trials", "epochs"):  # the files as an older cycleseg wrote them
         f = tmp_path / which / "old.parquet"
-        t = pq.read_table(f)
-        pq.write_table(t.drop_columns([c for c in t.column_names if c in dropped]), f)
+        t = pq.read_table(f).drop_columns([c for c in pq.read_schema(f).names if c in dropped])
+        if which == "trials":
+            cfg = json.loads(t["config_json"][0].as_py())
+            old_json = json.dumps({k: v for k, v in cfg.items() if k not in dropped})
+            t = t.set_column(t.schema.get_field_index("config_json"), "config_json", pa.array([old_json]))
+        pq.write_table(t, f)
     sweeps = res.read_sweeps([tmp_path])
     trial = sweeps.trials.iloc[0]
     assert all(trial[k] == DEFAULTS[k] for k in ("recipe", *GAN_FIELDS))  # what those runs ran
+    assert json.loads(trial["config_json"]) == CFG.to_dict()  # every reader of config_json sees every field
     assert sweeps.epochs["lambda_4_effective"].isna().all() and len(sweeps.epochs) == 2  # not recorded
     t = pq.read_table(tmp_path / "trials" / "old.parquet")
     pq.write_table(t.drop_columns(["lambda_1"]), tmp_path / "trials" / "old.parquet")  # not added later

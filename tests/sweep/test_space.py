@@ -68,17 +68,23 @@ def test_table1_runs_full_once_per_seed_and_takes_the_dataset_from_set():
 
 def test_ablation_zeroes_one_lambda_per_variant():
     specs = load_space("ablation").expand()
-    assert len(specs) == 15
+    assert len(specs) == 24  # 8 variants × 3 seeds
     by_variant = {s.variant: s.cfg for s in specs if s.cfg.seed == 0}
-    lambdas = {v: (c.lambda_2, c.lambda_3, c.lambda_4, c.lambda_5) for v, c in by_variant.items()}
+    lambdas = {v: (c.lambda_2, c.lambda_3, c.lambda_4, c.lambda_5) for v, c in by_variant.items()
+               if c.method == "cyclegan"}
     assert lambdas == {
         "proposed": (0.05, 1.0, 1.0, 1.0),
         "no_label_cycle": (0.0, 1.0, 1.0, 1.0),
         "no_image_cycle": (0.05, 0.0, 1.0, 1.0),
         "no_label_disc": (0.05, 1.0, 0.0, 1.0),
         "no_image_disc": (0.05, 1.0, 1.0, 0.0),
+        "paper_code": (0.05, 1.0, 0.5, 0.5),  # the authors' code, with its own D_S input, D norm and pools
     }
-    assert all(c.method == "cyclegan" and c.labeled_fraction == 0.2 for c in by_variant.values())
+    code = by_variant["paper_code"]
+    assert (code.d_s_input, code.d_norm, code.pool_size, code.recipe) == ("detached_argmax", "instance", 50,
+                                                                          "paper-code")
+    assert (by_variant["partial"].beta1, by_variant["partial_code"].beta1) == (0.5, 0.9)  # each recipe's baseline
+    assert all(c.labeled_fraction == 0.2 for c in by_variant.values())
 
 
 def test_lambdas_searches_every_lambda_log_uniformly_from_the_papers_values():

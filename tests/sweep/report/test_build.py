@@ -144,3 +144,21 @@ def test_no_importance_from_noise_or_from_a_handful_of_configurations(sweeps, tm
     assert "differ no more than their seeds do (one-way ANOVA p = 1.00)" in md
     assert "4 configurations: too few for an importance analysis" in md
     assert not list(out.glob("lambda_importance_*"))
+
+
+def test_a_search_over_named_levers_gets_its_importance_and_parallel_axes(tmp_path):
+    d = tmp_path / "levers"
+    inputs = ["softmax", "straight_through", "gumbel", "detached_argmax"] * 2
+    noise = [0.0, 0.1, 0.2, 0.3, 0.05, 0.15, 0.25, 0.35]
+    for i, (mode, sigma) in enumerate(zip(inputs, noise, strict=True)):  # the metric depends on d_s_input only
+        value = 0.3 if mode == "straight_through" else 0.2
+        write_trial(d, f"s{i}", method="cyclegan", fraction=0.2, seed=0, value=value, d_s_input=mode,
+                    instance_noise=sigma)
+    out = tmp_path / "rep"
+    build_report([d], out, no_samples=True)
+    imp = pd.read_csv(out / "lambda_importance_levers_voc_cyclegan_20.csv").set_index("param")["importance"]
+    assert set(imp.index) == {"d_s_input", "instance_noise"} and imp["d_s_input"] > imp["instance_noise"]
+    top = pd.read_csv(out / "lambda_search_levers_voc_cyclegan_20.csv")
+    assert set(top["d_s_input"].iloc[:2]) == {"straight_through"}  # ranked on val
+    with Image.open(out / "lambda_parallel_levers_voc_cyclegan_20.png") as im:
+        assert im.size[0] > 400

@@ -78,3 +78,14 @@ def test_a_variant_named_arm_at_cell_is_the_row_arm(tmp_path):
     assert g.loc[("cyclegan", 0.2), "mean"] == pytest.approx(-0.02)  # the defaults: 0.31 − 0.33
     t2 = tables.table2(t, Paper.load(), "t").set_index(["variant", "labeled_fraction"])
     assert t2.loc[("winner", 0.1), "diff_mean"] == pytest.approx(0.095)  # winner − defaults, paired by seed
+
+
+def test_arm_at_cell_variants_that_meet_at_one_fraction_stay_apart(tmp_path):
+    d = tmp_path / "meet"
+    for seed in (0, 1):
+        for tag, v in (("gumbel", 0.30), ("softmax", 0.20)):  # two winners at 10 %: different configurations
+            write_trial(d, f"{tag}{seed}", method="cyclegan", fraction=0.1, seed=seed, value=v,
+                        variant=f"winner@{tag}", d_s_input="gumbel" if tag == "gumbel" else "softmax")
+        write_trial(d, f"p{seed}", method="partial", fraction=0.1, seed=seed, value=0.1)
+    t = prepare(read_sweeps([d]).trials, "test_miou")
+    assert set(t["row"]) == {"winner@gumbel", "winner@softmax", "partial"}  # never averaged into one "winner"

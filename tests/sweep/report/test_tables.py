@@ -175,3 +175,26 @@ def test_an_undetected_positive_control_marks_the_sweep_underpowered(tmp_path):
     (note,) = tables.power_notes(gains, "voc")
     assert note.startswith("UNDERPOWERED: the positive control full − partial at 20 %")
     assert f"{int(g['seeds_needed'])} seeds would detect" in note and "add seeds" in note
+
+
+def test_the_paper_as_coded_is_paired_with_its_own_baseline(tmp_path):
+    d = tmp_path / "code"
+    for seed in range(3):
+        write_trial(d, f"p{seed}", method="partial", fraction=0.2, seed=seed, value=0.30 + seed / 100)
+        write_trial(d, f"pc{seed}", method="partial", fraction=0.2, seed=seed, value=0.20 + seed / 100,
+                    variant="partial_code", recipe="paper-code", beta1=0.9)
+        write_trial(d, f"c{seed}", method="cyclegan", fraction=0.2, seed=seed, value=0.33 + seed / 100,
+                    variant="proposed")
+        write_trial(d, f"cc{seed}", method="cyclegan", fraction=0.2, seed=seed, value=0.25, variant="paper_code",
+                    recipe="paper-code", d_s_input="detached_argmax", lambda_4=0.5, lambda_5=0.5, d_norm="instance",
+                    pool_size=50)
+    t = prepare(read_sweeps([d]).trials, "test_miou")
+    summary, gains = tables.table1(t, Paper.load(), "t")
+    g = gains.set_index("row")
+    code_partial = "partial (beta1=0.9, recipe=paper-code)"
+    assert set(summary["row"]) == {"partial", code_partial, "cyclegan", "paper_code"}
+    # paper_code − its own partial: 0.25 − (0.20, 0.21, 0.22) → mean 0.04; cyclegan − partial: 0.03 every seed
+    assert g.loc["paper_code", "reference"] == code_partial and g.loc["paper_code", "mean"] == pytest.approx(0.04)
+    assert g.loc["cyclegan", "reference"] == "partial" and g.loc["cyclegan", "mean"] == pytest.approx(0.03)
+    _, rows = tables.table1_layout(summary, gains, "voc")
+    assert f"paper_code − {code_partial}" in [r[0] for r in rows]
