@@ -399,7 +399,7 @@ class CycleGAN(Method):
     def set_epoch(self, epoch: int) -> None:
         cfg = self.cfg
         r = rampup_factor(epoch, cfg.unsup_warmup_epochs, cfg.unsup_rampup_epochs)
-        self.weights = {term: getattr(cfg, lam) * r if lam in RAMPED_LAMBDAS and r != 1.0 else getattr(cfg, lam)
+        self.weights = {term: getattr(cfg, lam) * (r if lam in RAMPED_LAMBDAS else 1.0)
                         for term, lam in self.TERM_LAMBDAS.items()}
 
     def effective_weights(self) -> dict[str, float]:

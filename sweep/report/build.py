@@ -33,6 +33,7 @@ from cycleseg.sweep.plan import read_plan
 from cycleseg.sweep.report.derive import (
     CHOICE_METRIC,
     CLASS_IOU_COLUMN,
+    MAX_TABLE_SETTINGS,
     METHOD_PARAMS,
     OPTIM_FIELDS,
     duplicate_seeds,
@@ -220,12 +221,14 @@ def _curves_section(doc: _Doc, t: pd.DataFrame, epochs: pd.DataFrame) -> None:
 
 def _search_groups(t: pd.DataFrame) -> Iterable[tuple[tuple[str, str, str, float], pd.DataFrame, list[str]]]:
     """(sweep, block, method, fraction) groups of plain trials whose method hyperparameters vary: λ searches.
-    Per sweep, so replicates of a fixed setting from another sweep do not enter a search's analysis."""
+    Per sweep, so replicates of a fixed setting from another sweep do not enter a search's analysis. A
+    method at no more than ``MAX_TABLE_SETTINGS`` settings (e.g. the partial of each recipe) is rows of
+    Table 1, not a search."""
     s = t[t["searched"] & t["choosable"] & ~t["is_variant"]]
     for key, g in s.groupby(["sweep", "block", "method", "fraction"]):
         params = [p for p in (*METHOD_PARAMS.get(key[2], ()), *OPTIM_FIELDS)
                   if p in g.columns and g[p].astype(str).nunique() > 1]
-        if params and len(g) >= MIN_SEARCH_TRIALS:
+        if params and len(g) >= MIN_SEARCH_TRIALS and g["group_hash"].nunique() > MAX_TABLE_SETTINGS:
             yield key, g, params
 
 
