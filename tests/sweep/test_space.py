@@ -154,7 +154,7 @@ def test_search_bounds_and_points_are_validated_as_configs(tmp_path):
 
 
 def test_unknown_space_lists_the_shipped_ones():
-    with pytest.raises(UserError, match="ablation, demo, digits-table1, lambdas, table1"):
+    with pytest.raises(UserError, match="ablation, demo, digits-ablation, digits-table1, lambdas, table1"):
         resolve_space_path("no_such_space")
 
 
