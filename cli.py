@@ -126,7 +126,8 @@ def _run_options(resume_help: str) -> Callable[[Callable[..., Any]], Callable[..
                      help="Ray Train workers (DDP ranks) per trial."),
         click.option("--gpus-per-worker", type=float, default=None,
                      help="GPUs per worker, fractional to pack trials (default 1 if the cluster has GPUs, else 0)."),
-        click.option("--cpus-per-worker", type=float, default=1.0, show_default=True),
+        click.option("--cpus-per-worker", type=float, default=1.0, show_default=True,
+                     help="CPUs per worker (a single-worker trial: per trial); more leave fewer trials at once."),
         click.option("--max-concurrent", type=int, default=None,
                      help="Trials at once (default: what the cluster fits)."),
         click.option("--dry-run", is_flag=True, help="Print the expanded trials and a compute estimate; run nothing."),
@@ -156,7 +157,10 @@ def _run_options(resume_help: str) -> Callable[[Callable[..., Any]], Callable[..
 @click.option("--list", "list_spaces", is_flag=True, help="List the shipped spaces and exit.")
 @_user_errors
 def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: Any) -> None:
-    """Run a search space (YAML) as Ray Tune trials, each trained by Ray Train; results as Parquet.
+    """Run a search space (YAML) as Ray Tune trials; results as Parquet.
+
+    A trial trains in its Tune trial process (reused by the next trial), or as a Ray Train DDP run with
+    --workers-per-trial N > 1.
 
     SPACE is a YAML file or a shipped space (see `cycleseg sweep --list`); default demo, or with
     --resume the trials the sweep was started with. Exit status 1 when a trial failed after its retries

@@ -68,4 +68,5 @@ def print_dry_run(plan: Plan) -> None:
     if unknown:
         print(f"steps and compute of {unknown} config(s) are unknown until their on-disk dataset is prepared "
               "(the first sweep decodes it once)")
-    print("plus ~15 s of Ray start-up per trial")
+    print("plus about 0.3–0.6 s of Ray overhead per trial and 1–3 s to start each trial process, which later "
+          "trials reuse (BENCHMARKS.md)")

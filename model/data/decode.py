@@ -105,6 +105,7 @@ def data_root(cfg: TrialConfig) -> Path:
     if not cfg.data_root:
         raise UserError(
             f"dataset '{cfg.dataset}' is read from disk but data_root is not set; "
-            f"pass --data-root /path/to/{cfg.dataset} (or --set data_root=...)"
+            f"set data_root: cycleseg sweep --set data_root=/path/to/{cfg.dataset}, cycleseg debug --data-root "
+            f"/path/to/{cfg.dataset}"
         )
     return Path(cfg.data_root).expanduser().resolve()

@@ -40,3 +40,13 @@ def test_dry_run_budget_is_steps_and_compute_is_step_flops_times_steps(tmp_path)
     cfg = {**yaml.safe_load(TINY_BASE)["base"], "device": "cpu"}
     flops = sum(step_flops(resolve_config({**cfg, "method": m})) for m in ("partial", "cyclegan"))
     assert "16 optimizer steps in all" in r.output and f"compute: {flops * 8 / 1e9:.3g} GFLOP" in r.output
+
+
+def test_dry_run_guidance_names_what_sweep_takes_and_the_measured_overhead(tmp_path):
+    r = _sweep("table1", "--dry-run", "--storage", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "--set data_root=/path/to/voc" in r.output  # sweep has no --data-root
+    assert "15 s" not in r.output and "0.3–0.6 s of Ray overhead per trial" in r.output
+    help_text = " ".join(CliRunner().invoke(main, ["sweep", "--help"]).output.split())
+    assert "each trained by Ray Train" not in help_text and "--workers-per-trial N > 1" in help_text
+    assert "CPUs per worker" in help_text
