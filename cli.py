@@ -108,11 +108,15 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: str, resume: boo
     d_depth, d_norm, d_lr_ratio, pool_size, pool_prob, unsup_warmup_epochs, unsup_rampup_epochs), the
     networks, the optimiser, evaluation and execution.
     """
-    from cycleseg.model.debug import debug_config, debug_run
+    from cycleseg.model.debug import debug_config, debug_run, interrupted_line
 
     flags = {k: v for k, v in opts.items() if v is not None}
     cfg = debug_config(config_file, flags, list(sets), out=out, resume=resume)
-    debug_run(cfg, out, resume=resume)
+    try:
+        debug_run(cfg, out, resume=resume)
+    except KeyboardInterrupt:
+        click.echo(interrupted_line(out), err=True)
+        sys.exit(130)
 
 
 def _run_options(resume_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -223,8 +227,9 @@ def confirm(source: str | None, **opts: Any) -> None:
 @click.option("--where", "where", default=None, help="pandas query on trials/, e.g. 'labeled_fraction == 0.2'.")
 @click.option("--trial", "trial_id", default=None, help="Export this exact trial's config instead of ranking.")
 @click.option("--per-seed", is_flag=True, help="Rank single trials instead of configs averaged over seeds.")
-@click.option("-o", "--output", type=click.Path(), default="best.yaml", show_default=True,
-              help="The YAML; with several cells a folder (e.g. best/) for one YAML per cell.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="The YAML; with several cells a folder (e.g. best/) for one YAML per cell. Default: best.yaml, "
+              "or best/ when the sweep has several cells.")
 @_user_errors
 def best_config(results: str, **opts: Any) -> None:
     """Export the best configuration of a sweep as a YAML that `debug --config` and sweeps accept.

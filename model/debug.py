@@ -16,6 +16,7 @@ from cycleseg.model.config import TrialConfig, config_to_yaml
 from cycleseg.model.data import prepare_dataset
 from cycleseg.model.errors import UserError
 from cycleseg.model.io import atomic_write, atomic_write_text, check_output_dir
+from cycleseg.model.metrics import LEARNED_IOU, predicts_one_class
 from cycleseg.model.records import epoch_table, selected_epoch
 from cycleseg.model.resolve import load_config_file, resolve_config
 from cycleseg.model.trainer import resolve_device, run_trial
@@ -31,9 +32,9 @@ SANITY_RUN: dict[str, Any] = {"preset": "tiny", "epochs": 2, "image_height": 32,
 
 def debug_config(config_file: str | Path | None, flags: dict[str, Any], sets: list[str], *, out: str | Path = "",
                  resume: bool = False) -> TrialConfig:
-    """The run's config from ``--config``, the command's flags and ``--set`` (later wins). With none of them:
-    ``--resume`` continues the run in ``out`` with its own config, and a new run on a machine without a GPU is
-    the quick ``SANITY_RUN``."""
+    """The run's config from ``--config`` (with ``--resume``: the run's own config), the command's flags and
+    ``--set`` (later wins). With none of them: ``--resume`` continues the run in ``out`` with its own config, and
+    a new run on a machine without a GPU is the quick ``SANITY_RUN``."""
     from cycleseg.model.resolve import parse_set
 
     check_output_dir(out, "--out")
@@ -46,7 +47,10 @@ def debug_config(config_file: str | Path | None, flags: dict[str, Any], sets: li
         print("no options on a CPU machine: a quick sanity run (tiny networks, 2 epochs, 200 digits scenes at 32×32); "
               "give --preset, --epochs or --config for a real one")
         return resolve_config(SANITY_RUN)
-    base = load_config_file(config_file) if config_file else {}
+    if config_file:
+        base = load_config_file(config_file)
+    else:  # --resume with a few options: they change the run's own config, not the defaults
+        base = load_config_file(saved) if resume and saved is not None and saved.is_file() else {}
     return resolve_config(base, flags, overrides)
 
 
@@ -70,6 +74,16 @@ def check_out(cfg: TrialConfig, out: str | Path, resume: bool) -> Path:
             "repeat the original options or choose another --out"
         )
     return out
+
+
+def interrupted_line(out: str | Path) -> str:
+    """What a Ctrl-C kept of a debug run in ``out``, and how to go on."""
+    ckpt = Path(out) / checkpoint.FOLDER
+    if not (ckpt / checkpoint.CONFIG).is_file():
+        return "interrupted before the first epoch finished: nothing kept; start again with the same options"
+    epochs = len(checkpoint.read_history(ckpt))
+    return (f"interrupted: the {epochs} finished epoch(s) are kept in {ckpt}; continue with: cycleseg debug "
+            f"--out {out} --resume")
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -126,4 +140,8 @@ def debug_run(cfg: TrialConfig, out: str | Path, *, resume: bool = False) -> lis
         f"done: {picked}; {last['steps']:,} steps\n"
         f"  {out / CONFIG_FILE}\n  {out / METRICS_FILE}\n  {ckpt}\n  {out / SAMPLES_FILE}"
     )
+    if chosen and predicts_one_class(chosen["val_class_iou"]):
+        print(f"note: it predicts essentially one class (every other class has val IoU below {LEARNED_IOU}), as "
+              f"{last['steps']:,} steps usually leave it: the path works, learning needs a longer run (e.g. "
+              "--preset tiny --epochs 20 --set lr=0.002, as search_spaces/digits-table1.yaml trains)")
     return history

@@ -9,10 +9,20 @@ independent of batch size and of how a set is sharded across DDP ranks.
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 
 from cycleseg.model.masks import IGNORE
+
+LEARNED_IOU = 0.01  # a class with a lower IoU was not learned
+
+
+def predicts_one_class(class_iou: Any) -> bool:
+    """Whether at most one class reaches ``LEARNED_IOU``: the network predicts essentially one class (usually
+    background), so its mIoU says nothing about what it learned."""
+    return int(np.count_nonzero(np.nan_to_num(np.asarray(class_iou, float)) >= LEARNED_IOU)) <= 1
 
 
 class ConfusionMatrix:

@@ -65,6 +65,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     Keys starting with ``_`` (best-config's ``_source`` provenance) are ignored.
     """
     p = Path(path)
+    if p.is_dir():
+        inside = sorted(f.name for f in p.glob("*.yaml"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise UserError(f"config file '{p}' is a folder{hint}; pass one YAML file in it, e.g. the config.yaml a "
+                        "debug run writes or one that best-config writes per cell")
     if not p.is_file():
         raise UserError(f"config file '{p}' does not exist; pass a YAML file written by best-config or debug")
     data = read_yaml_mapping(p, "config file")

@@ -64,6 +64,15 @@ def start_ray(address: str | None = None, **init_kwargs: Any) -> bool:
 CONNECT_TIMEOUT_S = 5.0
 
 
+def check_address_syntax(address: str) -> None:
+    """``address`` is ``auto``, ``host:port`` or ``ray://host:port`` (what a dry run can check without a network)."""
+    plain = address.split("://", 1)[1] if address.startswith("ray://") else address
+    host, sep, port = plain.rpartition(":")
+    if plain != "auto" and not (sep and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536
+                                and not any(c.isspace() for c in host)):
+        raise UserError(f"--address '{address}' is not host:port (e.g. 10.0.0.5:6379), ray://host:port or auto")
+
+
 def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Fail within ``timeout_s`` when nothing answers at ``address`` (``ray.init`` would retry for minutes)."""
     plain = address.split("://", 1)[1] if "://" in address else address

@@ -27,6 +27,7 @@ import yaml
 from cycleseg.model.config import FIELD_NAMES, config_to_yaml
 from cycleseg.model.errors import UserError
 from cycleseg.model.io import atomic_write_text, check_output_dir
+from cycleseg.model.metrics import LEARNED_IOU, predicts_one_class
 from cycleseg.model.records import TEST_PREFIX
 from cycleseg.model.registry import suggest
 from cycleseg.model.resolve import resolve_config
@@ -36,7 +37,7 @@ from cycleseg.sweep.dry_run import varying_fields
 from cycleseg.sweep.plan import cell_key, read_plan
 from cycleseg.sweep.report.derive import slug
 
-LEARNED_IOU = 0.01  # a class with a lower IoU was not learned (a caveat when only one class reaches it)
+DEFAULT_FILE, DEFAULT_FOLDER = "best.yaml", "best"  # -o's default: one cell, several cells
 WHERE_FIELDS = frozenset(FIELD_NAMES) | {"variant"}
 
 
@@ -119,8 +120,7 @@ def caveats(group: pd.DataFrame, members: pd.DataFrame, metric: str) -> tuple[st
         elif p >= 1 - stats.LEVEL:
             out.append(f"its configurations differ no more than their seeds do (one-way ANOVA p = {p:.2f}): "
                        "this winner is not distinguishable from the rest")
-    if metric == "val_miou" and all(np.count_nonzero(np.nan_to_num(np.asarray(v, float)) >= LEARNED_IOU) <= 1
-                                    for v in members["val_class_iou"]):
+    if metric == "val_miou" and all(predicts_one_class(v) for v in members["val_class_iou"]):
         out.append(f"it predicts essentially one class (every other class has val IoU below {LEARNED_IOU}): nothing "
                    "was learned to choose between; train longer or check the data")
     return tuple(out)
@@ -165,15 +165,16 @@ def export_best_config(
     where: str | None = None,
     trial_id: str | None = None,
     per_seed: bool = False,
-    output: str | Path = "best.yaml",
+    output: str | Path | None = None,
 ) -> list[Path]:
     """Write the chosen configuration to ``output`` (atomically), or with several grid cells and ``output`` a
-    folder one file per cell; return the paths written."""
-    if not str(output).strip():
+    folder one file per cell; ``output`` None is ``DEFAULT_FILE``, or ``DEFAULT_FOLDER`` with several cells.
+    Return the paths written."""
+    if output is not None and not str(output).strip():
         raise UserError("-o/--output is empty; give a file (e.g. -o best.yaml) or a folder (e.g. -o best/)")
     if where:
         check_where(where)
-    out = Path(output)
+    out = Path(output if output is not None else DEFAULT_FILE)
     folder = out.is_dir() or str(output).endswith(("/", "\\"))
     if folder:
         check_output_dir(out, "-o/--output")
@@ -207,6 +208,11 @@ def export_best_config(
     if done.empty:
         raise UserError(f"no completed trial has a value for '{metric}'")
     winners = cell_winners(done, metric, mode, searched_fields(results), per_seed=per_seed)
+    if len(winners) > 1 and output is None:  # the default: one file per cell, where a user looks for it
+        out, folder = Path(DEFAULT_FOLDER), True
+        check_output_dir(out, "the default output folder")
+        print(f"{len(winners)} grid cells, each with its own best configuration: one YAML per cell in {out}/ "
+              "(-o FILE with --where picks one)")
     if len(winners) > 1 and not folder:
         cells = "; ".join(w.cell for w in winners[:6]) + ("; …" if len(winners) > 6 else "")
         raise UserError(f"'{results}' holds {len(winners)} grid cells, each with its own best configuration ({cells}): "

@@ -24,6 +24,7 @@ from cycleseg.sweep.callbacks import ReleaseTrainResources, ResultsCallback, rel
 from cycleseg.sweep.cluster import (
     Resources,
     alive_nodes,
+    check_address_syntax,
     check_resource_options,
     max_concurrent_trials,
     resolve_resources,
@@ -144,8 +145,13 @@ def run_sweep(
     if not resume and _read_plan(sweep_dir) is not None:
         stoppers.insert(0, f"sweep '{name}' already exists in {root}; finish it with --resume --name {name} "
                            "or choose another --name")
+    if address:
+        check_address_syntax(address)
     if dry_run:
         print_dry_run(plan)
+        if address:
+            print(f"note: a dry run does not contact --address {address}; a real run stops at once if no Ray "
+                  "cluster answers there")
         for why in stoppers:
             print(f"note: a real run here would stop: {why}")
         return None

@@ -100,6 +100,7 @@ def write_space(cwd: Path, extra: dict | None = None, name: str = "space.yaml") 
         (["debug", "--preset", "tiny", "--out", "afile"], "is an existing file, not a folder"),
         (["debug", "--preset", "tiny", "--out", "afile/run"], "lies under the file"),
         (["debug", "--config", "binary.yaml"], "is not a text file"),
+        (["debug", "--config", "broken/checkpoint"], "is a folder (it holds config.yaml); pass one YAML file"),
         (["debug", "--preset", "tiny", "--out", "broken", "--resume"], "is damaged"),
         (["sweep", "SPACE", "--name", "../escape", "--storage", "store"], "--name '../escape' is not a plain name"),
         (["sweep", "SPACE", "--name", "a/b", "--dry-run"], "is not a plain name"),
@@ -118,6 +119,8 @@ def write_space(cwd: Path, extra: dict | None = None, name: str = "space.yaml") 
         (["sweep", "SPACE", "--dry-run", "--storage", ""], "--storage is empty"),
         (["sweep", "SPACE", "--dry-run", "--set", "device=cuda", "--gpus-per-worker", "0"], "--gpus-per-worker is 0"),
         (["sweep", "SPACE", "--dry-run", "--mlflow", "notauri"], "is not a tracking URI"),
+        (["sweep", "SPACE", "--dry-run", "--address", "garbage address!"], "'garbage address!' is not host:port"),
+        (["sweep", "SPACE", "--dry-run", "--address", "10.0.0.5:99999"], "is not host:port"),
         (["sweep", "demo", "--dry-run", "--set", "seed=7"], "would change nothing"),
     ],
 )

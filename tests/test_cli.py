@@ -31,6 +31,9 @@ def test_debug_writes_config_metrics_checkpoint_and_grid(tmp_path):
     df = pd.read_parquet(out / "metrics.parquet")
     assert list(df["epoch"]) == [1, 2] and df[["val_miou", "test_miou"]].stack().between(0, 1).all()
     assert list(df["steps"]) == [4, 8]  # ceil(max(6 labeled, 18 unlabeled) / 5) per epoch
+    best = df.loc[df["val_miou"].idxmax()]  # select=best_val: a background-only run is said to be one, as expected
+    one_class = bool(sum(v >= 0.01 for v in best["val_class_iou"]) <= 1)
+    assert ("predicts essentially one class" in r.output) == one_class == ("the path works" in r.output)
     assert (out / "checkpoint" / "state.pt").is_file()
     with Image.open(out / "samples.png") as im:
         w, h = im.size  # 4 columns (image, truth, prediction, G_SI) × 4 rows of 200-px cells
@@ -86,3 +89,28 @@ def test_debug_help_points_to_the_config_docs_and_names_every_gan_lever():
     assert "docs/config.md" in out
     listed = out.split("the GAN levers (", 1)[1].split(")", 1)[0].split(", ")
     assert listed == ["recipe", *GAN_FIELDS]  # config.py owns the list; the help must follow it
+
+
+def test_debug_resume_with_one_changed_option_names_only_that_one(tmp_path):
+    out = tmp_path / "run"
+    assert _run("debug", *TINY, "--epochs", "1", "--out", str(out)).exit_code == 0
+    r = _run("debug", "--out", str(out), "--resume", "--epochs", "3")
+    assert r.exit_code == 2 and "made with other settings (epochs)" in r.output
+
+
+def test_ctrl_c_in_debug_says_what_was_kept_and_how_to_go_on(tmp_path, monkeypatch):
+    from cycleseg.model import debug
+
+    out = tmp_path / "run"
+    assert _run("debug", *TINY, "--epochs", "1", "--out", str(out)).exit_code == 0
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(debug, "debug_run", interrupted)
+    r = CliRunner().invoke(main, ["debug", "--out", str(out), "--resume"])
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    assert f"the 1 finished epoch(s) are kept in {out / 'checkpoint'}; continue with: cycleseg debug --out {out} " \
+           "--resume" in r.output
+    r = CliRunner().invoke(main, ["debug", *TINY, "--out", str(tmp_path / "fresh")])
+    assert r.exit_code == 130 and "before the first epoch finished: nothing kept" in r.output

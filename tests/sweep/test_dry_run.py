@@ -50,3 +50,9 @@ def test_dry_run_guidance_names_what_sweep_takes_and_the_measured_overhead(tmp_p
     help_text = " ".join(CliRunner().invoke(main, ["sweep", "--help"]).output.split())
     assert "each trained by Ray Train" not in help_text and "--workers-per-trial N > 1" in help_text
     assert "CPUs per worker" in help_text
+
+
+def test_a_dry_run_checks_the_address_syntax_and_says_it_did_not_contact_it(tmp_path):
+    r = _sweep("demo", "--dry-run", "--storage", tmp_path, "--address", "10.0.0.5:6379")
+    assert r.exit_code == 0, r.output
+    assert "a dry run does not contact --address 10.0.0.5:6379" in r.output

@@ -205,3 +205,14 @@ def test_no_trials_and_no_completed_trials_exit_2(tmp_path):
     add_trial(tmp_path / "bad", "f", [0.5], status_error="RuntimeError: x")
     r = export(tmp_path / "bad", "-o", tmp_path / "x.yaml")
     assert r.exit_code == 2 and "no completed trials" in r.output
+
+
+def test_without_o_several_cells_go_to_best_and_one_cell_to_best_yaml(sweep_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = export(sweep_dir)  # the demo's case: two labeled fractions, no -o
+    assert r.exit_code == 0, r.output
+    assert "2 grid cells" in r.output and len(list((tmp_path / "best").iterdir())) == 2
+    assert not (tmp_path / "best.yaml").exists()
+    r = export(sweep_dir, "--where", "labeled_fraction == 0.2")
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["labeled_fraction"] == 0.2
