@@ -147,9 +147,8 @@ class TrialConfig:
     hung_d_beta1: Beta = Field(0.9, description="hung: Adam beta1 of its discriminator, in [0, 1)")
     hung_d_beta2: Beta = Field(0.99, description="hung: Adam beta2 of its discriminator, in [0, 1)")
     recipe: Literal[tuple(RECIPES)] = Field(  # type: ignore[valid-type]
-        "paper", description="paper = the paper as written; paper-code = the authors' code bc02d92 as it ran "
-        "(cyclegan: d_s_input=detached_argmax, lambda_4=lambda_5=0.5, d_norm=instance, pool_size=50; partial, "
-        "full: beta1=0.9), applied to the fields no layer sets (docs/paper-code.md)"
+        "paper", description="paper = the paper as written; paper-code = the authors' code bc02d92 as it ran, "
+        "for the fields no layer sets (which ones, per method: docs/paper-code.md)"
     )
 
     # --- GAN training levers (cyclegan; defaults = the paper as written) ------------------------

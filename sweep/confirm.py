@@ -207,15 +207,14 @@ def pair_winners(trials: pd.DataFrame, plan: Plan | None, *, with_default: bool 
         cfg = json.loads(w.members["config_json"].iloc[0])
         chosen = _chosen_fields(w, pool, searched)
         cell = _cell_configuration(cfg, chosen, plan)
-        own = {*METHOD_PARAMS.get(cfg["method"], ()), *OPTIM_FIELDS}
-        kept = {k: cfg[k] for k in chosen if k not in own}  # data, networks, budget: the winner's
+        semi_only = set(METHOD_PARAMS.get(cfg["method"], ()))  # partial reads none of them: at their defaults
+        kept = {k: cfg[k] for k in chosen if k not in semi_only | set(OPTIM_FIELDS)}  # data, networks, budget
         winner = {**cell, **{k: cfg[k] for k in chosen}}
         if _key(winner) != resolve_config(cfg).hash(exclude=("seed",)):
             raise UserError(f"the winner of cell {w.cell} cannot be rebuilt from its sweep's plan ({PLAN_FILE} and "
                             "trials/ disagree); export it with best-config and run it as a sweep's base: instead")
         tag = _unique(slug(w.cell) if len(winners) > 1 else slug(cfg["dataset"], cfg["labeled_fraction"]), names)
         arms = {cell_variant(WINNER, tag): winner}
-        semi_only = set(METHOD_PARAMS.get(cfg["method"], ()))  # partial reads none of them: at their defaults
         baseline = {**{k: v for k, v in cell.items() if k not in semi_only}, **kept, "method": BASELINE}
         if _budget(baseline) != _budget(winner):  # equal budgets, by construction
             raise UserError(f"cell {w.cell}: its baseline would not run the winner's optimizer steps; report this")

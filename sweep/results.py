@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cycleseg.model.config import DEFAULTS, LATER_FIELDS, RAMPED_LAMBDAS, TrialConfig, complete
+from cycleseg.model.config import RAMPED_LAMBDAS, TrialConfig, complete
 from cycleseg.model.data import dataset_info
 from cycleseg.model.errors import UserError
 from cycleseg.model.records import effective_column, epoch_schema, epoch_table, selected_epoch
@@ -213,7 +213,7 @@ def trial_ids(sweep_dir: str | Path) -> set[str]:
 # Columns added after results were on disk, with what a file written before them means: the config fields
 # at their default (what those runs ran), the effective λ's as not recorded.
 ADDED_COLUMNS: dict[str, Any] = {
-    **{f: DEFAULTS[f] for f in LATER_FIELDS}, **{effective_column(lam): None for lam in RAMPED_LAMBDAS},
+    **complete({}), **{effective_column(lam): None for lam in RAMPED_LAMBDAS},
 }
 
 

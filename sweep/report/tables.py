@@ -98,7 +98,7 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
             refs = sorted(f for b, r, f in vals if b == block and r == BASELINE)
         else:
             continue
-        base = _baseline_row(recipes, block, recipes.get((block, row), ""))
+        base = _baseline_row(recipes, method_of, block, recipes.get((block, row), ""))
         if base is None:
             continue
         for ref_frac in refs:
@@ -114,11 +114,11 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
     return summary, pd.DataFrame(gains)
 
 
-def _baseline_row(recipes: pd.Series, block: str, recipe: str) -> str | None:
+def _baseline_row(recipes: pd.Series, method_of: dict[tuple[str, str], str], block: str, recipe: str) -> str | None:
     """The ``partial`` row a row of ``recipe`` is paired with: the one trained with the same recipe (the paper as
     coded has its own baseline, beta1 = 0.9), preferring the plain ``partial`` row; else the plain row; None
     without one."""
-    partial = [r for (b, r) in recipes.index if b == block and r.split(" (")[0] == BASELINE]
+    partial = [r for (b, r) in recipes.index if b == block and method_of[b, r] == BASELINE]
     same = [r for r in partial if recipes[block, r] == recipe]
     if BASELINE in same or (BASELINE in partial and not same):
         return BASELINE
