@@ -13,11 +13,12 @@ from typing import Any
 
 import click
 
-from cycleseg.model.errors import UserError
+from cycleseg.model.errors import Interrupted, UserError
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ``UserError`` into ``error: <message>`` and exit 2, without a traceback."""
+    """Turn a ``UserError`` into ``error: <message>`` and exit 2, and Ctrl-C into one line saying what was kept
+    and exit 130, without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -26,6 +27,13 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except UserError as e:
             click.echo(f"error: {_one_line(str(e))}", err=True)
             sys.exit(2)
+        except Interrupted as e:
+            click.echo(f"interrupted: {_one_line(str(e))}", err=True)
+            sys.exit(130)
+        except KeyboardInterrupt:  # a command with nothing of its own to keep: every file it writes is whole
+            click.echo("interrupted: no file was left half-written (each is written whole, or not at all); run the "
+                       "command again", err=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -115,8 +123,7 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: str, resume: boo
     try:
         debug_run(cfg, out, resume=resume)
     except KeyboardInterrupt:
-        click.echo(interrupted_line(out), err=True)
-        sys.exit(130)
+        raise Interrupted(interrupted_line(out)) from None
 
 
 def _run_options(resume_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -171,7 +178,7 @@ def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: A
     (diverged and early-stopped trials are results, not failures).
     """
     if list_spaces:
-        from cycleseg.sweep.space import describe_shipped
+        from cycleseg.search_spaces import describe_shipped
 
         click.echo(describe_shipped())
         return

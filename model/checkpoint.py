@@ -6,7 +6,9 @@
   ``--resume`` needs to continue bit-exactly (on CPU);
 - ``history.json``: the per-epoch metrics so far (``cycleseg.model.records``), small, so that reports
   and the sweep read them without loading the networks;
-- ``config.yaml``: the resolved config the run was made with.
+- ``config.yaml``: the resolved config the run was made with;
+- ``reported.pt``: the networks of the epoch the run reports (config ``select``: with best_val often not the
+  latest), tensors and plain values only, so reports and sample grids load it with ``weights_only=True``.
 
 This module is the only one that knows these file names.
 """
@@ -29,11 +31,13 @@ from cycleseg.model.config import TrialConfig, config_to_yaml
 from cycleseg.model.data import DatasetInfo
 from cycleseg.model.errors import UserError
 from cycleseg.model.methods import Method, create_method
+from cycleseg.model.records import selected_epoch
 
 FOLDER = "checkpoint"
 STATE = "state.pt"
 HISTORY = "history.json"
 CONFIG = "config.yaml"
+REPORTED = "reported.pt"
 
 
 def rng_state() -> dict[str, Any]:
@@ -67,6 +71,12 @@ def save(
         "info": asdict(info),
     }
     torch.save(state, tmp / STATE)
+    chosen = selected_epoch(history, cfg.select)
+    if chosen is not None and chosen["epoch"] == epoch:
+        networks = {n: m.state_dict() for n, m in method.raw_networks.items()}
+        torch.save({"epoch": epoch, "info": state["info"], "networks": networks}, tmp / REPORTED)
+    elif chosen is not None and (path / REPORTED).is_file():  # an earlier epoch stays the reported one
+        shutil.copy2(path / REPORTED, tmp / REPORTED)
     (tmp / HISTORY).write_text(json.dumps(history))  # NaN stays NaN (json writes and reads it)
     (tmp / CONFIG).write_text(config_to_yaml(cfg))
     old = path.with_name(f".{path.name}.old")
@@ -114,15 +124,27 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return parse_history(f.read_text(), str(f))
 
 
-def load_trial(path: str | Path, device: str = "cpu") -> tuple[TrialConfig, Method]:
-    """Rebuild a trained method from a checkpoint folder (for reports and sample grids)."""
+def load_trial(path: str | Path, device: str = "cpu") -> tuple[TrialConfig, Method, int]:
+    """Rebuild a trained method at the epoch its run reports, from a checkpoint folder (for reports and sample
+    grids); returns (config, method, that epoch). Only tensors are unpickled, unless the folder predates
+    ``reported.pt`` (then its latest state, read as before)."""
     from cycleseg.model.resolve import load_config_file, resolve_config
     from cycleseg.model.trainer import resolve_device
 
     path = Path(path)
-    state = load_state(path)
     cfg = resolve_config({**load_config_file(path / CONFIG), "device": device})
+    if (path / REPORTED).is_file():
+        try:
+            state = torch.load(path / REPORTED, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+            raise _damaged(path, f"{REPORTED}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    else:
+        state = load_state(path)
     info = DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["info"].items()})
     method = create_method(cfg, info, resolve_device(device), total_iters=1)
-    method.load_state_dict(state["method"])
-    return cfg, method
+    if "networks" in state:
+        for name, weights in state["networks"].items():
+            method.raw_networks[name].load_state_dict(weights)
+    else:
+        method.load_state_dict(state["method"])
+    return cfg, method, int(state["epoch"])

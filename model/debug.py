@@ -80,9 +80,9 @@ def interrupted_line(out: str | Path) -> str:
     """What a Ctrl-C kept of a debug run in ``out``, and how to go on."""
     ckpt = Path(out) / checkpoint.FOLDER
     if not (ckpt / checkpoint.CONFIG).is_file():
-        return "interrupted before the first epoch finished: nothing kept; start again with the same options"
+        return "before the first epoch finished: nothing kept; start again with the same options"
     epochs = len(checkpoint.read_history(ckpt))
-    return (f"interrupted: the {epochs} finished epoch(s) are kept in {ckpt}; continue with: cycleseg debug "
+    return (f"the {epochs} finished epoch(s) are kept in {ckpt}; continue with: cycleseg debug "
             f"--out {out} --resume")
 
 
@@ -128,7 +128,7 @@ def debug_run(cfg: TrialConfig, out: str | Path, *, resume: bool = False) -> lis
     ckpt = out / checkpoint.FOLDER
     reporter = LocalReporter(out, checkpoint.read_history(ckpt) if resume else [])
     history = run_trial(cfg, workdir=out, reporter=reporter, resume=resume, data=data, progress=True)
-    _, method = checkpoint.load_trial(ckpt)
+    _, method, _ = checkpoint.load_trial(ckpt)  # the epoch it reports
     save_sample_grid(out / SAMPLES_FILE, {cfg.method: method}, data, generator=method)
     last = history[-1]
     if last["diverged"]:

@@ -7,3 +7,7 @@ and keeps its traceback.
 
 class UserError(ValueError):
     """Bad input from the user: the message names the problem and the fix."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the message says what was kept and how to go on; the CLI prints it as one line, exit 130."""

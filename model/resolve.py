@@ -40,8 +40,42 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # unhashable: construct_mapping below names it
+            if key in seen:
+                first = seen[key]
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice (first on line {first.line + 1}); keep one of them",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_fix(problem: str) -> str:
+    """The usual fix for a PyYAML syntax problem, in a user's words."""
+    if "\\t" in problem:
+        return "indent with spaces, not tabs"
+    if "flow mapping" in problem or "flow sequence" in problem or "expected ',' or" in problem:
+        return "close the { or [ opened before this point, or quote a value that holds , { } [ or ]"
+    if "quoted scalar" in problem:
+        return "close the quote opened before this point"
+    if "mapping values are not allowed" in problem:
+        return "quote a value that holds ': ', or put the key on its own line"
+    return "check the indentation and punctuation at and just before this point"
+
+
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; every way it can be unreadable is one ``UserError``."""
+    """A non-empty YAML mapping with no key given twice; every way it can fail is one ``UserError``.
+
+    Errors start ``file:line:column`` (1-based), as compilers write them, so an editor jumps there.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -49,13 +83,23 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     except OSError as e:
         raise UserError(f"cannot read {what} '{path}' ({e.strerror or e}); check the path") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = e.problem or str(e).splitlines()[0]
+        fix = "keep one of them" if "given twice" in problem else _yaml_fix(f"{e.context or ''} {problem}")
+        problem = problem.removesuffix("; keep one of them")
+        if e.context and e.context_mark and e.context_mark is not mark:
+            problem += f" {e.context} (begun at {e.context_mark.line + 1}:{e.context_mark.column + 1})"
+        raise UserError(f"{where}: {what} is not valid YAML: {problem}; {fix}") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{what} '{path}' is not valid YAML: {str(e).splitlines()[0]}") from None
-    if data is None:
-        return {}
+        raise UserError(f"{path}: {what} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None or data == {}:
+        raise UserError(f"{path}:1:1: {what} holds no keys; write at least one; "
+                        "the fields: docs/config.md")
     if not isinstance(data, dict):
-        raise UserError(f"{what} '{path}' must be a mapping of keys to values, got {type(data).__name__}")
+        raise UserError(f"{path}:1:1: {what} must be a mapping of keys to values, got {type(data).__name__}")
     return data
 
 

@@ -75,12 +75,22 @@ def sample_columns(
     return cols
 
 
-def save_grid(path: Path, columns: dict[str, list[np.ndarray]]) -> Path:
-    """Write a titled image grid (rows = samples, columns = the dict's keys) as a PNG, atomically."""
+def legend_entries(class_names: tuple[str, ...] | list[str]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(label, colour) of every class as ``colorize`` draws it, then the ignore label's."""
+    pal = palette(len(class_names))
+    return [(str(n), tuple(int(x) for x in pal[i])) for i, n in enumerate(class_names)] + [
+        (f"ignore ({IGNORE})", IGNORE_COLOR)]
+
+
+def save_grid(path: Path, columns: dict[str, list[np.ndarray]],
+              legend: list[tuple[str, tuple[int, int, int]]] | None = None) -> Path:
+    """Write a titled image grid (rows = samples, columns = the dict's keys) as a PNG, atomically; ``legend``
+    (label, RGB) pairs are drawn below it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     names = list(columns)
     rows = len(columns[names[0]])
@@ -99,7 +109,12 @@ def save_grid(path: Path, columns: dict[str, list[np.ndarray]]) -> Path:
             if i == 0:
                 ax.set_title(name, fontsize=9)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
+    if legend:
+        handles = [Patch(facecolor=np.array(rgb) / 255, edgecolor="0.5", label=label) for label, rgb in legend]
+        ncol = max(1, min(len(handles), int(fig.get_figwidth() / 1.1)))
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=7,
+                   frameon=False, title="mask colours", title_fontsize=7)
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
     return Path(path)
 
@@ -107,4 +122,4 @@ def save_grid(path: Path, columns: dict[str, list[np.ndarray]]) -> Path:
 def save_sample_grid(
     path: Path, methods: dict[str, Method], data: PreparedData, generator: Method | None = None, n: int = 4
 ) -> Path:
-    return save_grid(path, sample_columns(methods, data, generator, n))
+    return save_grid(path, sample_columns(methods, data, generator, n), legend_entries(data.info.class_names))

@@ -44,7 +44,7 @@ import yaml
 from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, check_value
 from cycleseg.model.data.cache import cache_key
 from cycleseg.model.errors import UserError
-from cycleseg.model.io import check_name, check_output_dir
+from cycleseg.model.io import check_name
 from cycleseg.model.methods import METHODS
 from cycleseg.model.plugins import load_plugins
 from cycleseg.model.resolve import parse_set, resolve_config
@@ -336,10 +336,9 @@ def confirm_winners(
     if resume and sets:
         raise UserError("--resume finishes the stored plan, --set included; drop --set")
     run_options["sets"] = list(sets)
-    if not storage.strip():
-        raise UserError("--storage is empty; give a folder or an s3:// / gs:// URI, e.g. --storage runs")
-    if not store.is_uri(storage):
-        check_output_dir(store.local_path(storage), "--storage")
+    store.check_storage_option(storage)
+    if source is not None:
+        store.check_reachable(source, "SWEEP")
     if resume:
         return _resume(source, seeds, with_default, name, storage, dry_run, run_options)
     if source is None:
@@ -370,7 +369,7 @@ def confirm_winners(
                       (json.dumps(provenance(source, source_sweep, pairings, fresh), indent=1) + "\n").encode())
     try:
         with _local_space(text, None if store.is_uri(sweep_dir) else space_path) as path:
-            outcome = run_sweep(path, name=name, storage=storage, **run_options)
+            outcome = run_sweep(path, name=name, storage=storage, command="confirm", **run_options)
     except BaseException:
         if read_plan(sweep_dir, "choose another --name") is None:  # it never started: leave nothing behind
             _discard(sweep_dir, made)
@@ -446,7 +445,8 @@ def _resume(source: str | None, seeds: str | None, with_default: bool, name: str
     if started is not None:
         run_options["sets"] = [f"{k}={json.dumps(v)}" for k, v in started.sets.items()]
     with _local_space(raw.decode(), None if store.is_uri(sweep_dir) else space_path) as path:
-        return run_sweep(path, name=name, storage=storage, resume=True, dry_run=dry_run, **run_options)
+        return run_sweep(path, name=name, storage=storage, resume=True, dry_run=dry_run, command="confirm",
+                         **run_options)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -131,6 +131,18 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def _outcome(row: dict[str, Any]) -> str:
+    """What a trial reports (its epoch chosen on val and that epoch's val mIoU) and its wall time."""
+    wall = row.get("wall_seconds")
+    took = f"; {_duration(wall)} wall" if isinstance(wall, float) and wall == wall else ""
+    if row.get("selected_epoch") is None:
+        return f"; no epoch to report{took}"
+    value = row.get("val_miou")
+    shown = f"{value:.4f}" if isinstance(value, float) and value == value else "n/a"
+    rule = str(row.get("select", "")).replace("_", " ")
+    return f"; reports epoch {row['selected_epoch']} ({rule}): val_miou {shown}{took}"
+
+
 class ConsoleCallback(tune.Callback):
     """Our lines for trial events and the sweep's status (module docstring). ``describe`` names a trial by
     what sets it apart (e.g. ``method=partial seed=1``); epoch times per method give the ETA."""
@@ -190,16 +202,18 @@ class ConsoleCallback(tune.Callback):
         self.ended.add(trial.trial_id)
         epoch, epochs, _ = self.progress.pop(trial.trial_id, (0, 0, ""))
         row = results.read_trial(self.sweep_dir, trial.trial_id)
+        outcome = ""
         if row is not None:  # the recorded outcome, also for a trial that ended before a driver restart
             epoch = row["epochs_run"]
             how = how or {"completed": "finished", "early_stopped": "stopped"}.get(row["status"], row["status"])
+            outcome = _outcome(row)
         elif how is None:
             last = trial.last_result or {}
             how = "diverged" if last.get("diverged") else "stopped" if epoch < epochs else "finished"
         label = {"stopped": "early-stopped by the scheduler", "finished": "finished", "diverged": "diverged",
                  "failed": "failed"}[how]
         where = f"; full log: {trial.error_file}" if how == "failed" and trial.error_file else ""
-        CONSOLE.line(f"{how:<9} {self.describe(trial)}: {label} after {epoch} epoch(s){where}")
+        CONSOLE.line(f"{how:<9} {self.describe(trial)}: {label} after {epoch} epoch(s){outcome}{where}")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()

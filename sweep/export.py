@@ -33,6 +33,7 @@ from cycleseg.model.registry import suggest
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import results as res
 from cycleseg.sweep import stats
+from cycleseg.sweep import storage as store
 from cycleseg.sweep.dry_run import varying_fields
 from cycleseg.sweep.plan import cell_key, read_plan
 from cycleseg.sweep.report.derive import slug
@@ -172,6 +173,7 @@ def export_best_config(
     Return the paths written."""
     if output is not None and not str(output).strip():
         raise UserError("-o/--output is empty; give a file (e.g. -o best.yaml) or a folder (e.g. -o best/)")
+    store.check_reachable(str(results), "RESULTS")
     if where:
         check_where(where)
     out = Path(output if output is not None else DEFAULT_FILE)

@@ -16,9 +16,10 @@ import ray
 from ray import tune
 
 from cycleseg.model.config import TrialConfig
-from cycleseg.model.errors import UserError
-from cycleseg.model.io import check_name, check_output_dir
+from cycleseg.model.errors import Interrupted, UserError
+from cycleseg.model.io import check_name
 from cycleseg.model.resolve import parse_set, resolve_config
+from cycleseg.sweep import results as res
 from cycleseg.sweep import storage as store
 from cycleseg.sweep.callbacks import ReleaseTrainResources, ResultsCallback, release_leftover_groups
 from cycleseg.sweep.cluster import (
@@ -104,18 +105,16 @@ def run_sweep(
     resume: bool = False,
     verbose: bool = False,
     mlflow: str | None = None,
+    command: str = "sweep",
 ) -> SweepOutcome | None:
     """Run a sweep, or with ``resume`` finish one; returns its outcome (None for a dry run).
 
     ``space`` None is the demo space, or with ``resume`` the plan the sweep was started with.
     """
+    store.check_storage_option(storage)  # first: everything after may read it
     overrides = parse_set(list(sets))
-    if not storage.strip():
-        raise UserError("--storage is empty; give a folder or an s3:// / gs:// URI, e.g. --storage runs")
     check_resource_options(workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent)
     check_tracking(mlflow)
-    if not store.is_uri(storage):
-        check_output_dir(store.local_path(storage), "--storage")
     if name is not None:
         check_name(name, "--name")
     if resume:
@@ -158,17 +157,33 @@ def run_sweep(
     if stoppers:
         raise UserError(stoppers[0])
 
-    with ray_output_away(verbose) as log:
-        failed = _run(plan, name, root, sweep_dir, configs, resume=resume, address=address, log=log,
-                      mlflow=mlflow, workers_per_trial=workers_per_trial, gpus_per_worker=gpus_per_worker,
-                      cpus_per_worker=cpus_per_worker, max_concurrent=max_concurrent)
+    go_on = f"cycleseg {command} --resume --name {name}" + (f" --storage {storage}" if storage != "runs" else "")
+    try:
+        with ray_output_away(verbose) as log:
+            failed = _run(plan, name, root, sweep_dir, configs, resume=resume, address=address, log=log,
+                          mlflow=mlflow, workers_per_trial=workers_per_trial, gpus_per_worker=gpus_per_worker,
+                          cpus_per_worker=cpus_per_worker, max_concurrent=max_concurrent)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over SIGINT
+        raise Interrupted(_kept(sweep_dir, plan, go_on)) from None
+    if failed is None:  # Tune stopped (its SIGINT handler: a first Ctrl-C) before every trial ended
+        raise Interrupted(_kept(sweep_dir, plan, go_on))
     return SweepOutcome(sweep_dir, failed)
+
+
+def _kept(sweep_dir: str, plan: Plan, go_on: str) -> str:
+    """What an interrupted sweep kept, and the command that finishes it."""
+    if store.read_bytes(store.join(sweep_dir, PLAN_FILE)) is None:
+        return "before the sweep started: nothing kept; start it again with the same command"
+    done = len(res.trial_ids(sweep_dir))
+    return (f"{done} of {plan.num_trials} trials finished and are kept in {sweep_dir} (running ones resume from "
+            f"their last checkpoint); finish with: {go_on}")
 
 
 def _run(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[TrialConfig], *, resume: bool,
          address: str | None, log: RayLog | None, mlflow: str | None, workers_per_trial: int,
-         gpus_per_worker: float | None, cpus_per_worker: float, max_concurrent: int | None) -> int:
-    """Start or join Ray, run the Tuner, print the summary; returns how many trials failed."""
+         gpus_per_worker: float | None, cpus_per_worker: float, max_concurrent: int | None) -> int | None:
+    """Start or join Ray, run the Tuner, print the summary; returns how many trials failed, None when the
+    Tuner stopped before every trial ended (Ctrl-C)."""
     started = start_ray(address)
     try:
         nodes = alive_nodes()
@@ -203,6 +218,8 @@ def _run(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[TrialCo
             tuner = _new_tuner(plan, trainable, name, root, sweep_dir, r, concurrent, log is None, mlflow)
         tuner.fit()
         release_leftover_groups()
+        if len(res.trial_ids(sweep_dir)) < plan.num_trials:
+            return None
         return print_summary(sweep_dir, name)
     finally:
         if started:

@@ -12,6 +12,7 @@ from cycleseg.model.records import for_choices, is_finite, selected_epoch
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep.callbacks import checkpoint_location, history_from_checkpoint
 from cycleseg.sweep.space import SearchSpec
+from cycleseg.sweep.studies import StudyJournal, cell_names
 
 
 class CellSearcher(Searcher):
@@ -44,6 +45,8 @@ class CellSearcher(Searcher):
             )
             for i in range(len(cells))
         ]
+        self.journal = StudyJournal(sweep_dir, cell_names(cells), search.mode) if sweep_dir else None
+        self.params: dict[str, dict[str, Any]] = {}  # sample -> its parameters, until every seed has ended
         self.drawn = [0] * len(cells)
         self.queue: list[tuple[int, str, dict[str, Any], int]] = []  # (cell, sample, params, seed)
         self.trials: dict[str, tuple[int, str, int, str]] = {}  # trial -> (cell, sample, seed, select rule)
@@ -64,6 +67,7 @@ class CellSearcher(Searcher):
                 return None
             self.drawn[cell] += 1
             self.scores[sample] = {}
+            self.params[sample] = params
             self.queue = [(cell, sample, params, seed) for seed in self.seeds]
         cell, sample, params, seed = self.queue.pop(0)
         c = self.cells[cell]
@@ -88,10 +92,15 @@ class CellSearcher(Searcher):
         self.scores[sample][seed] = score if not error and is_finite(score) else None
         if len(self.scores[sample]) == len(self.seeds):
             vals = [v for v in self.scores.pop(sample).values() if v is not None]
-            if vals:
-                self.inner[cell].on_trial_complete(sample, {self.search.metric: sum(vals) / len(vals)})
+            objective = sum(vals) / len(vals) if vals else None
+            if objective is not None:
+                self.inner[cell].on_trial_complete(sample, {self.search.metric: objective})
             else:
                 self.inner[cell].on_trial_complete(sample, None, error=True)
+            params = getattr(self, "params", {}).pop(sample, None)  # a searcher pickled before the journal has none
+            if getattr(self, "journal", None) is not None and params is not None:
+                self.journal.record(cell, sample, params, {k: p.to_optuna() for k, p in self.search.params.items()},
+                                    objective, len(vals))
 
     def _stored_history(self, result: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
         """epoch -> record (test metrics stripped) from the checkpoint ``result`` names; {} without one."""

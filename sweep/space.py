@@ -37,6 +37,7 @@ from cycleseg.model.errors import UserError
 from cycleseg.model.records import TEST_PREFIX, choice_metrics
 from cycleseg.model.registry import suggest
 from cycleseg.model.resolve import load_config_file, read_yaml_mapping, resolve_config
+from cycleseg.search_spaces import shipped_spaces
 
 SHIPPED_PACKAGE = "cycleseg.search_spaces"
 DEFAULT_SPACE = "demo"
@@ -345,19 +346,6 @@ class SearchSpace:
 
 # ----------------------------------------------------------------------------------------------
 # Reading
-
-
-def shipped_spaces() -> dict[str, Any]:
-    """The spaces shipped inside the package: name -> resource (read through importlib.resources)."""
-    root = importlib.resources.files(SHIPPED_PACKAGE)
-    return {p.name[: -len(".yaml")]: p for p in root.iterdir() if p.name.endswith(".yaml")}
-
-
-def describe_shipped() -> str:
-    """One line per shipped space: its name and description (``cycleseg sweep --list``)."""
-    spaces = {name: load_space(name) for name in sorted(shipped_spaces())}
-    width = max(map(len, spaces))
-    return "\n".join(f"{name:<{width}}  {space.description or ''}".rstrip() for name, space in spaces.items())
 
 
 def shipped_schema() -> str:

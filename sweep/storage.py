@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +23,79 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cycleseg.model.io import atomic_write, atomic_write_bytes
+from cycleseg.model.errors import UserError
+from cycleseg.model.io import atomic_write, atomic_write_bytes, check_output_dir
+
+SCHEMES = ("s3", "gs", "gcs")  # what pyarrow.fs reaches with the standard credentials (module docstring)
+PROBE_SECONDS = 20.0  # an endpoint that never answers, or a credential lookup that hangs, is refused after this
+# one look at the location in a child process, which can be killed wherever pyarrow or the AWS/GCS SDK waits
+_PROBE = """
+import sys
+import pyarrow.fs as fs
+try:
+    f, path = fs.FileSystem.from_uri(sys.argv[1])
+    f.get_file_info(path)
+except Exception as e:
+    print(" ".join(str(e).split()) or type(e).__name__, file=sys.stderr)
+    sys.exit(1)
+"""
 
 
 def is_uri(location: str | Path) -> bool:
     return "://" in str(location) and not str(location).startswith("file://")
+
+
+def check_storage_option(storage: str) -> None:
+    """``--storage``: not empty, and a folder this machine can write or an object store that answers."""
+    if not storage.strip():
+        raise UserError("--storage is empty; give a folder or an s3:// / gs:// URI, e.g. --storage runs")
+    if is_uri(storage):
+        check_reachable(storage, "--storage")
+    else:
+        check_output_dir(local_path(storage), "--storage")
+
+
+def check_reachable(location: str, what: str) -> None:
+    """Refuse, within ``PROBE_SECONDS``, a URI whose scheme pyarrow cannot reach, or whose store does not answer
+    or refuses these credentials; the error names what to set. A local path passes (its checks are elsewhere)."""
+    if not is_uri(location):
+        return
+    scheme, rest = location.split("://", 1)
+    if scheme.lower() not in SCHEMES:
+        raise UserError(f"{what} '{location}': {scheme}:// is not a storage cycleseg can use; give a local or shared "
+                        "folder, s3://bucket/path (S3, or an S3-compatible store with AWS_ENDPOINT_URL) or "
+                        "gs://bucket/path")
+    if not rest.split("/", 1)[0].split("?", 1)[0]:
+        raise UserError(f"{what} '{location}' names no bucket; write {scheme}://bucket/path")
+    try:
+        r = subprocess.run([sys.executable, "-c", _PROBE, location], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=PROBE_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{what} '{location}': no answer within {PROBE_SECONDS:g} s; {_access_hint(scheme)}") from None
+    if r.returncode != 0:
+        why = (r.stderr.strip().splitlines() or ["no reason given"])[-1]
+        why = why if len(why) <= 240 else why[:237] + "..."
+        raise UserError(f"{what} '{location}' cannot be reached ({why}); {_access_hint(scheme)}")
+
+
+def _access_hint(scheme: str) -> str:
+    """What to set for ``scheme``, given what this environment sets now."""
+    env = os.environ
+    if scheme.lower() == "s3":
+        keys = env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")
+        files = [env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+                 env.get("AWS_CONFIG_FILE", "~/.aws/config")]
+        elsewhere = env.get("AWS_PROFILE") or any(Path(f).expanduser().is_file() for f in files)
+        creds = ("check that these AWS credentials may read the bucket" if keys or elsewhere else
+                 "no AWS credentials are set: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
+        endpoint = (f"check AWS_ENDPOINT_URL ({env['AWS_ENDPOINT_URL']}) answers" if env.get("AWS_ENDPOINT_URL")
+                    else "for an S3-compatible store (e.g. MinIO) set AWS_ENDPOINT_URL")
+        return f"{creds}; {endpoint}"
+    if env.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        return (f"check that GOOGLE_APPLICATION_CREDENTIALS ({env['GOOGLE_APPLICATION_CREDENTIALS']}) may read the "
+                "bucket and that storage.googleapis.com answers from here")
+    return ("no Google credentials are set: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file (off "
+            "Google Cloud there is no metadata server to ask)")
 
 
 def local_path(location: str | Path) -> Path:

@@ -129,7 +129,7 @@ class MlflowCallback(tune.Callback):
         from cycleseg.sweep.storage import local_copy
 
         with local_copy(checkpoint_path) as local, tempfile.TemporaryDirectory() as tmp:
-            cfg, method = load_trial(local)
+            cfg, method, _ = load_trial(local)
             png = Path(tmp) / "samples.png"
             save_sample_grid(png, {cfg.method: method}, prepare_dataset(cfg), generator=method)
             client.log_artifact(run_id, str(png))

@@ -143,6 +143,28 @@ def test_the_reviewers_cases_are_refused_in_one_line_writing_nothing(work, args,
     assert not (work.parent / "escape").exists()
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "space.yaml:1:1: search space holds no keys"),
+        ("seeds: [0]\nbase: {preset: tiny}\nseeds: [1]\n", "space.yaml:3:1: search space is not valid YAML: key "
+                                                            "'seeds' is given twice (first on line 1); keep one"),
+        ("base:\n  preset: tiny\n  epochs: 1\n  epochs: 2\n", "space.yaml:4:3: search space is not valid YAML: key "
+                                                            "'epochs' is given twice"),
+        ("base:\n\tpreset: tiny\n", "space.yaml:2:1: search space is not valid YAML: found character '\\t'"),
+        ("base: {preset: tiny\n", "space.yaml:2:1: search space is not valid YAML: expected ',' or '}'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["sweep", "debug"])
+def test_empty_repeated_key_and_broken_yaml_files_are_refused_at_their_line(work, text, needle, command):
+    (work / "space.yaml").write_text(text)
+    if command == "debug":  # the same file as a --config: the same rule, named as a config file
+        out = assert_clean_refusal(work, "debug", "--config", "space.yaml")
+        assert needle.replace("search space", "config file") in out, out
+    else:
+        assert needle in assert_clean_refusal(work, "sweep", "space.yaml", "--dry-run")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_debug_on_cuda_without_a_gpu_is_refused_before_anything_is_written(work):
     assert "torch sees no GPU" in assert_clean_refusal(work, "debug", "--preset", "tiny", "--device", "cuda")

@@ -56,6 +56,7 @@ from cycleseg.sweep.report.plots import (
 from cycleseg.sweep.report.samples import sample_grid
 from cycleseg.sweep.report.tables import (
     INCOMPLETE,
+    ONE_CLASS,
     SIGNIFICANT,
     UNEQUAL,
     budget_layout,
@@ -133,7 +134,9 @@ def _intro(doc: _Doc, t: pd.DataFrame, metric: str, ci: str, sources: list[str],
         "Budgets: every method runs the same optimizer steps at the same dataset, labeled fraction, seed, epochs "
         "and batch size (an epoch is ceil(max(labeled, unlabeled) / batch) steps; labeled batches cycle). Each "
         f"block lists the steps its rows ran; `{UNEQUAL}` marks a comparison whose two sides ran different steps. "
-        "MDE = the smallest gain these seeds could detect (80 % power, same level), from the pairs' sd.",
+        "MDE = the smallest gain these seeds could detect (80 % power, same level), from the pairs' sd. "
+        f"`{ONE_CLASS}` marks a comparison whose two sides predict one class in every seed: no CI is shown, as "
+        "their difference is no evidence either way.",
         "",
         "Cells show mean ± std over seeds (sample std, ddof=1) and n = number of seeds. "
         "Differences are paired: same dataset, labeled fraction and seed (the seed fixes the labeled subset). "
@@ -311,6 +314,8 @@ def build_report(
     ci: str = "t",
 ) -> Path:
     """Write ``output``/index.md with tables (CSV too) and PNGs; print Table 1. Returns index.md's path."""
+    for r in results:
+        storage.check_reachable(str(r), "RESULTS")
     if ci not in stats.CI_METHODS:
         raise UserError(f"--ci must be one of {', '.join(stats.CI_METHODS)}, got '{ci}'")
     if output is None and results and storage.is_uri(results[0]):

@@ -22,6 +22,7 @@ import pandas as pd
 
 from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, FIELD_NAMES, GAN_FIELDS, LAMBDAS
 from cycleseg.model.errors import UserError
+from cycleseg.model.metrics import predicts_one_class
 
 COMPLETED = "completed"
 # What tables report, at each trial's selected epoch (chosen on val): test by default, val to compare.
@@ -64,6 +65,11 @@ def fmt_value(v: Any) -> str:
     if isinstance(v, float | np.floating):
         return f"{float(v):g}"
     return str(v)
+
+
+def metric_label(metric: str) -> str:
+    """A metric column as the tables spell it: ``test_miou`` → ``test mIoU``."""
+    return metric.replace("miou", "mIoU").replace("_", " ")
 
 
 def pct_label(fraction: float) -> str:
@@ -114,6 +120,9 @@ def prepare(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     t["fraction"] = t["labeled_fraction"].astype(float).round(6)
     t["seed"] = t["seed"].astype(int)
     t["value"] = pd.to_numeric(t[metric], errors="coerce").astype(float)
+    # a run that predicts one class (usually background) has an mIoU that says nothing about what it learned
+    per_class = t.get(metric.replace("_miou", "_class_iou"))
+    t["one_class"] = [is_list(v) and predicts_one_class(v) for v in per_class] if per_class is not None else False
     finite = np.isfinite(t["value"].to_numpy())
     t["included"] = (t["status"] == COMPLETED) & finite  # in the tables of the reported metric
     # what a choice (a search's ranking, the sample grid's pick) may draw from: never gated on a test value

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cycleseg.model.io import atomic_write
-from cycleseg.sweep.report.derive import pct_label, row_sort_key
+from cycleseg.sweep.report.derive import metric_label, pct_label, row_sort_key
 
 DPI = 110
 
@@ -34,6 +34,12 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _no_data(ax: Any, why: str) -> None:
+    """Say so in an empty panel, rather than leave it blank."""
+    ax.text(0.5, 0.5, f"no data: {why}", transform=ax.transAxes, ha="center", va="center", fontsize=9,
+            color="0.35", wrap=True)
+
+
 def plot_fraction_curve(summary: pd.DataFrame, block: str, metric: str, path: Path) -> Path:
     """mIoU vs labeled fraction per row: mean with a ± std band over seeds; the paper's dashed."""
     plt = _plt()
@@ -52,7 +58,7 @@ def plot_fraction_curve(summary: pd.DataFrame, block: str, metric: str, path: Pa
         if len(p):
             ax.plot(p["labeled_fraction"] * 100, p["paper"], "s--", mfc="none", color=color, label=f"{row} (paper)")
     ax.set_xlabel("labeled fraction (%)")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(metric_label(metric))
     ax.set_title(f"{block}: mean ± std over seeds", fontsize=10)
     ax.set_xticks(sorted(s["labeled_fraction"].unique() * 100))
     ax.grid(alpha=0.3)
@@ -81,8 +87,12 @@ def plot_ablation(t2: pd.DataFrame, block: str, frac: float, metric: str, path: 
     )
     if s["paper"].notna().any():
         a1.plot(x, s["paper"], "kx", markersize=9, label="paper")
+    for i in x[~np.isfinite(s["mean"].to_numpy(float))]:
+        a1.text(i, 0, "no data", rotation=90, ha="center", va="bottom", fontsize=8, color="0.35")
+    if not np.isfinite(s["mean"].to_numpy(float)).any():
+        _no_data(a1, "no variant has a completed trial")
     a1.set_xticks(x, s["variant"], rotation=30, ha="right", fontsize=8)
-    a1.set_ylabel(metric.replace("_", " "))
+    a1.set_ylabel(metric_label(metric))
     a1.set_title(f"{block}, {pct_label(frac)} labeled", fontsize=10)
     a1.legend(fontsize=8)
     d = s[s["variant"] != "proposed"].reset_index(drop=True)
@@ -92,6 +102,8 @@ def plot_ablation(t2: pd.DataFrame, block: str, frac: float, metric: str, path: 
     if "paper_diff" in d and d["paper_diff"].notna().any():
         a2.plot(xd, d["paper_diff"], "kx", markersize=9, label="paper")
         a2.legend(fontsize=8)
+    if not np.isfinite(d["diff_mean"].to_numpy(float)).any():
+        _no_data(a2, "no completed `proposed` (plain cyclegan) trial to pair the variants with")
     a2.axhline(0, color="black", linewidth=0.8)
     a2.set_xticks(xd, d["variant"], rotation=30, ha="right", fontsize=8)
     a2.set_ylabel("paired Δ vs proposed")
@@ -235,10 +247,10 @@ def plot_parallel(g: pd.DataFrame, params: Sequence[str], metric: str, title: st
             continue
         ax.text(j, -0.06, f"{lo[j]:.3g}", ha="center", va="top", fontsize=7)
         ax.text(j, 1.04, f"{hi[j]:.3g}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(cols)), [*params, metric], fontsize=8)
+    ax.set_xticks(range(len(cols)), [*params, metric_label(metric)], fontsize=8)
     ax.set_yticks([])
     ax.set_ylim(-0.15, 1.12)
     ax.set_title(title, fontsize=10, pad=14)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(vmin, vmax))
-    fig.colorbar(sm, ax=ax, label=metric)
+    fig.colorbar(sm, ax=ax, label=metric_label(metric))
     return _save(fig, path)

@@ -66,7 +66,7 @@ def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tup
         with contextlib.ExitStack() as stack:
             local = {row: stack.enter_context(storage.local_copy(ckpt)) for row, ckpt in picks.items()}
             loaded = {row: checkpoint.load_trial(folder) for row, folder in local.items()}
-        for row, (cfg, method) in loaded.items():
+        for row, (cfg, method, _) in loaded.items():
             methods[row] = method
             cfg0 = cfg0 or cfg
             if generator is None and "G_SI" in method.networks:

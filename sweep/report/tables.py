@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cycleseg.model.config import LAMBDAS
+from cycleseg.model.metrics import LEARNED_IOU
 from cycleseg.sweep import stats
 from cycleseg.sweep.report.derive import (
     ABLATION_REFERENCE,
@@ -28,6 +29,7 @@ from cycleseg.sweep.report.paper import Paper
 INCOMPLETE = "†"
 SIGNIFICANT = "*"
 UNEQUAL = "‡"  # the two sides ran different numbers of optimizer steps
+ONE_CLASS = "°"  # both sides predict one class in every seed: their difference is no evidence
 CONTROL = "full"  # trained on every label: its gain over partial is a difference that is really there
 
 
@@ -87,6 +89,7 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
             "paper": paper.t1(dataset_of[block], row, frac),
         })
     summary = pd.DataFrame(summ)
+    one_class = _one_class(rows)
     gains = []
     method_of = dict(zip(zip(rows["block"], rows["row"], strict=True), rows["method"], strict=True))
     recipe = rows["recipe"].astype(str) if "recipe" in rows else pd.Series("paper", index=rows.index)
@@ -109,9 +112,18 @@ def table1(t: pd.DataFrame, paper: Paper, ci: str) -> tuple[pd.DataFrame, pd.Dat
                 "labeled_fraction": ref_frac, **_comparison(d),
                 "steps": mine["steps_max"], "reference_steps": theirs["steps_max"],
                 "equal_budget": _same_budget(mine, theirs), "positive_control": row == CONTROL,
+                "one_class": one_class.get((block, row, frac), False) and one_class.get((block, base, ref_frac), False),
                 "paper": paper.t1(dataset_of[block], row, frac) - paper.t1(dataset_of[block], BASELINE, ref_frac),
             })
     return summary, pd.DataFrame(gains)
+
+
+def _one_class(t: pd.DataFrame) -> dict[tuple[str, str, float], bool]:
+    """(block, label, fraction) -> whether every included run predicts one class (derive's ``one_class``)."""
+    inc = t[t["included"]]
+    if "one_class" not in inc or inc.empty:
+        return {}
+    return {k: bool(v) for k, v in inc.groupby(["block", "label", "fraction"])["one_class"].all().items()}
 
 
 def _baseline_row(recipes: pd.Series, method_of: dict[tuple[str, str], str], block: str, recipe: str) -> str | None:
@@ -150,6 +162,7 @@ def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
     ref = t[t["row"] == ABLATION_REFERENCE]
     both = pd.concat([ref.assign(label=ABLATION_REFERENCE), var.assign(label=var["arm"])])
     vals = seed_values(both[both["included"]])
+    one_class = _one_class(both)
     out = []
     for (block, frac), g in var.groupby(["block", "fraction"]):
         dataset = g["dataset"].iloc[0]
@@ -187,6 +200,8 @@ def table2(t: pd.DataFrame, paper: Paper, ci: str) -> pd.DataFrame:
                 rec |= {("diff_" + k if k in ("mean", "std", "ci_low", "ci_high", "incomplete") else k): v
                         for k, v in d.items()}
                 rec |= {"equal_budget": _same_budget(budget(arm), ref_budget),
+                        "one_class": one_class.get((block, lab, frac), False)
+                        and one_class.get((block, ABLATION_REFERENCE, frac), False),
                         "paper_diff": paper.t2(dataset, lab, frac) - paper.t2(dataset, ABLATION_REFERENCE, frac)}
             out.append(rec)
     return pd.DataFrame(out)
@@ -234,9 +249,11 @@ def fmt_summary(mean: float, std: float, n: int, incomplete: bool) -> str:
 
 
 def fmt_diff(mean: float, lo: float, hi: float, n: int, sig: bool, incomplete: bool, mde: float = math.nan,
-             unequal_budget: bool = False) -> str:
+             unequal_budget: bool = False, one_class: bool = False) -> str:
     if n == 0:
         return f"— (no pairs){INCOMPLETE}"
+    if one_class:  # two runs that learned nothing agree to the last digit: a CI would look like a tight result
+        return f"{num(mean, True)} (n={n}){ONE_CLASS} no evidence: both predict one class"
     ci = f" [{num(lo, True)}, {num(hi, True)}]" if np.isfinite(lo) else " [no CI]"
     flags = f"{SIGNIFICANT if sig else ''}{INCOMPLETE if incomplete else ''}{UNEQUAL if unequal_budget else ''}"
     power = f" MDE {num(mde)}" if np.isfinite(mde) else ""
@@ -281,7 +298,7 @@ def table1_layout(summary: pd.DataFrame, gains: pd.DataFrame, block: str) -> tup
             if len(c):
                 r = c.iloc[0]
                 cells.append(fmt_diff(r["mean"], r["ci_low"], r["ci_high"], int(r["n_pairs"]), bool(r["excludes_zero"]),
-                                      bool(r["incomplete"]), r["mde"], not r["equal_budget"]))
+                                      bool(r["incomplete"]), r["mde"], not r["equal_budget"], bool(r["one_class"])))
             else:
                 cells.append("")
             if with_paper[f]:
@@ -304,7 +321,8 @@ def table2_layout(t2: pd.DataFrame, block: str, frac: float) -> tuple[list[str],
             ""
             if ref
             else fmt_diff(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"], int(r["n_pairs"]),
-                          bool(r["excludes_zero"]), bool(r["diff_incomplete"]), r["mde"], not r["equal_budget"]),
+                          bool(r["excludes_zero"]), bool(r["diff_incomplete"]), r["mde"], not r["equal_budget"],
+                          bool(r.get("one_class", False))),
         ]
         if has_paper:
             cells += [
@@ -345,7 +363,12 @@ def power_notes(gains: pd.DataFrame, block: str) -> list[str]:
                      f"({fmt_steps(r.steps, r.steps)} vs {fmt_steps(r.reference_steps, r.reference_steps)} steps)"
                      + ("; expected for the positive control, which trains on every image" if r.positive_control
                         else "; this gain mixes the method with the extra updates"))
-    for r in g[g["positive_control"] & ~g["excludes_zero"] & np.isfinite(g["ci_low"])].itertuples():
+    for r in g[g["one_class"]].itertuples():
+        notes.append(f"{ONE_CLASS} {r.row} − {r.reference} at {pct_label(r.labeled_fraction)}: both predict one class "
+                     f"(usually background) in every seed — no other class reaches IoU {LEARNED_IOU} — so their "
+                     "mIoUs say nothing about learning and their difference is no evidence either way; train longer "
+                     "(more epochs) before comparing")
+    for r in g[g["positive_control"] & ~g["excludes_zero"] & np.isfinite(g["ci_low"]) & ~g["one_class"]].itertuples():
         n_more = r.seeds_needed
         more = (f"with this sd, {int(n_more)} seeds would detect a gain of this size" if pd.notna(n_more)
                 else "the gain is too small against the seed noise to detect with any sane n")

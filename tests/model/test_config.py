@@ -150,3 +150,30 @@ def test_config_docs_are_generated_and_list_every_field_with_its_range_and_meani
     assert "float, ≥ 0, < 1" in rows["real_label_smoothing"] and "`0.0`" in rows["real_label_smoothing"]
     assert "softmax \\| detached_argmax \\| straight_through \\| gumbel" in rows["d_s_input"]
     assert "int or null, ≥ 8, ≤ 8192, multiple of 4" in rows["image_height"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ":1:1: config file holds no keys"),
+        ("# only a comment\n\n", ":1:1: config file holds no keys"),
+        ("{}\n", ":1:1: config file holds no keys"),
+        ("seed: 1\npreset: tiny\nseed: 2\n", ":3:1: config file is not valid YAML: key 'seed' is given twice "
+                                             "(first on line 1); keep one of them"),
+        ("a:\n  b: 1\n  c: 2\n  b: 3\n",
+         ":4:3: config file is not valid YAML: key 'b' is given twice (first on line 2)"),
+        ("preset: tiny\n\tseed: 1\n", ":2:1: config file is not valid YAML: found character '\\t' that cannot start "
+                                      "any token; indent with spaces, not tabs"),
+        ("preset: {a: 1\nseed: 2\n", ":2:5: config file is not valid YAML: expected ',' or '}', but got ':' "
+                                     "while parsing a flow mapping (begun at 1:9); close the { or [ opened before"),
+        ('preset: "tiny\n', ":2:1: config file is not valid YAML: found unexpected end of stream while scanning "
+                            "a quoted scalar (begun at 1:9); close the quote opened before this point"),
+    ],
+)
+def test_config_files_are_strict_and_errors_say_file_line_column(tmp_path, text, expected):
+    """PyYAML alone accepts a repeated key (the last wins) and an empty file (None); both are refused here."""
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_config_file(f)
+    assert str(e.value).startswith(f"{f}{expected}"), str(e.value)

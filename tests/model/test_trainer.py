@@ -103,7 +103,8 @@ def test_val_and_test_are_evaluated_every_epoch(tmp_path):
     hist = run_trial(resolve_config({**TINY, "epochs": 1}), workdir=tmp_path)
     cfg = resolve_config(TINY)
     data = prepare_dataset(cfg)
-    _, method = load_trial(tmp_path / CHECKPOINT)
+    _, method, epoch = load_trial(tmp_path / CHECKPOINT)
+    assert epoch == 1
     for split in ("val", "test"):
         cm = evaluate(method, *data.split(split), cfg.eval_batch_size)
         assert hist[0][f"{split}_miou"] == pytest.approx(cm.miou())
@@ -140,10 +141,10 @@ def crash_resume_and_compare(tmp_path, layer: dict) -> tuple[list[dict], list[di
     assert checkpoint.load_state(broken / CHECKPOINT)["epoch"] == 1
     hist = run_trial(crash, workdir=broken, resume=True)
     assert [m["epoch"] for m in hist] == [1, 2]
-    _, a = load_trial(straight / CHECKPOINT)
-    _, b = load_trial(broken / CHECKPOINT)
-    for name, net in a.networks.items():
-        for (k, p), q in zip(net.state_dict().items(), b.networks[name].state_dict().values(), strict=True):
+    a = checkpoint.load_state(straight / CHECKPOINT)["method"]["networks"]  # the latest networks
+    b = checkpoint.load_state(broken / CHECKPOINT)["method"]["networks"]
+    for name, net in a.items():
+        for (k, p), q in zip(net.items(), b[name].values(), strict=True):
             assert torch.equal(p, q), f"{name}.{k} differs after resume"
     return checkpoint.read_history(straight / CHECKPOINT), checkpoint.read_history(broken / CHECKPOINT)
 
@@ -187,3 +188,34 @@ def test_resume_is_bit_exact_with_every_random_lever(tmp_path):
               "discriminator": "patch", "unsup_rampup_epochs": 2, "real_label_smoothing": 0.1, "d_lr_ratio": 0.5}
     sa, sb = crash_resume_and_compare(tmp_path, levers)
     assert [m["loss_D_total"] for m in sa] == [m["loss_D_total"] for m in sb]
+
+
+def test_the_checkpoint_keeps_the_networks_of_the_epoch_the_run_reports(tmp_path):
+    """With select=best_val the reported epoch is often not the latest: its networks are kept beside the latest
+    state (reported.pt, tensors only), and load_trial (sample grids, tracking) rebuilds them, not the latest."""
+    cfg = resolve_config({**TINY, "epochs": 3})
+    data = prepare_dataset(cfg)
+    method = create_method(cfg, data.info, torch.device("cpu"), total_iters=1)
+    folder = tmp_path / CHECKPOINT
+    weights = []
+    history = []
+    for epoch, val in enumerate([0.30, 0.20, 0.25], 1):  # epoch 1 stays the best on val
+        with torch.no_grad():
+            for p in method.raw_networks["G_IS"].parameters():
+                p.add_(1.0)  # another epoch, other weights
+        weights.append({k: v.clone() for k, v in method.raw_networks["G_IS"].state_dict().items()})
+        history.append({"epoch": epoch, "val_miou": val})
+        checkpoint.save(folder, cfg, data.info, method, {}, epoch, history)
+        assert torch.load(folder / checkpoint.REPORTED, weights_only=True)["epoch"] == 1
+    assert checkpoint.load_state(folder)["epoch"] == 3
+    _, reported, epoch = load_trial(folder)
+    assert epoch == 1
+    for k, v in reported.raw_networks["G_IS"].state_dict().items():
+        assert torch.equal(v, weights[0][k]) and not torch.equal(v, weights[2][k]), k
+    # a later, better epoch replaces it; select=final reports (and keeps) the latest
+    history.append({"epoch": 4, "val_miou": 0.5})
+    checkpoint.save(folder, cfg, data.info, method, {}, 4, history)
+    assert load_trial(folder)[2] == 4
+    final = resolve_config({**TINY, "epochs": 3, "select": "final"})
+    checkpoint.save(tmp_path / "final", final, data.info, method, {}, 2, history[:2])
+    assert load_trial(tmp_path / "final")[2] == 2

@@ -49,7 +49,10 @@ def test_console_names_a_trial_that_ended_before_a_driver_restart_by_its_recorde
     ResultsCallback("s", str(sweep), 0.0).finish(trial("a", stored_checkpoint(tmp_path / "a1", 2)), None)
     console = ConsoleCallback(1, 1, ["method"], str(sweep))
     console.on_trial_complete(0, [], trial("a"))
-    assert capsys.readouterr().out == "finished  a (method=cyclegan): finished after 2 epoch(s)\n"
+    # the end line says what the trial reports: its epoch chosen on val, that epoch's val mIoU, its wall time
+    # (the two stored epochs' 1.5 s each, recovered from the checkpoint)
+    assert capsys.readouterr().out == ("finished  a (method=cyclegan): finished after 2 epoch(s); reports epoch 2 "
+                                       "(best val): val_miou 0.2000; 3s wall\n")
     # no row (a stand-in for a test without ResultsCallback): what this driver saw, 1 of 2 epochs
     console.on_trial_start(0, [], trial("b"))
     console.on_trial_result(0, [], trial("b"), {"epoch": 1, "val_miou": 0.25})

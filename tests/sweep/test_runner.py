@@ -194,6 +194,53 @@ def test_early_stopping_per_cell_with_seeds_together_finds_each_cells_known_opti
     assert len(pids) < len(df)
     # Train's per-run cleaner actor (it needs the dashboard, and would outlive stopped trials) is not started
     assert "PlacementGroupCleaner" not in ray_compat.live_actor_classes()
+    _studies_equal_the_parquet_and_open_in_optuna_dashboard(tmp_path / "runs" / "cells", df)
+
+
+def _studies_equal_the_parquet_and_open_in_optuna_dashboard(sweep_dir, df):
+    """Each cell's study in <sweep>/optuna.journal: one trial per configuration whose value is the mean over
+    its seeds of the Parquet's val_miou (the reported epoch's); then optuna-dashboard serves it on loopback."""
+    import urllib.request
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from tests.loopback import free_port
+
+    journal = sweep_dir / "optuna.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    expected = df.groupby(["labeled_fraction", "lambda_2"])["val_miou"].mean()
+    names = sorted(st.study_name for st in optuna.study.get_all_study_summaries(storage=storage))
+    assert names == ["labeled_fraction=0.1", "labeled_fraction=0.2"]
+    for frac in (0.1, 0.2):
+        study = optuna.load_study(study_name=f"labeled_fraction={frac}", storage=storage)
+        got = {t.params["lambda_2"]: t.value for t in study.trials}
+        assert got == pytest.approx(expected[frac].to_dict()), (frac, got)
+    port = free_port()
+    dashboard = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), str(journal), "--host",
+                                  "127.0.0.1", "--port", str(port), "--quiet"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    studies = json.loads(r.read())["study_summaries"]
+                break
+            except OSError:
+                assert time.time() < deadline and dashboard.poll() is None, "optuna-dashboard did not answer"
+                time.sleep(0.3)
+        by_name = {st["study_name"]: st for st in studies}
+        assert set(by_name) == {"labeled_fraction=0.1", "labeled_fraction=0.2"}
+        sid = by_name["labeled_fraction=0.2"]["study_id"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{sid}?after=0", timeout=5) as r:
+            detail = json.loads(r.read())
+        values = sorted(v for t in detail["trials"] for v in (t.get("values") or []))
+        assert values == pytest.approx(sorted(expected[0.2].to_list()))
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
 
 
 @pytest.mark.timeout(400)
@@ -246,6 +293,42 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     long = df.set_index("epochs").loc[25, "trial_id"]
     after = [x["epoch"] for x in results_json(sweep_dir, long) if x["resumed"]]
     assert after and after[0] > 1 and after[-1] == 25
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_stops_a_sweep_in_seconds_saying_what_was_kept_and_how_to_finish(cluster, cache, tmp_path):
+    """A real SIGINT to a real driver while a trial trains: Tune stops, and the last line says what is kept."""
+    p = space(tmp_path, """
+    grid:
+      epochs: [40, 2]
+    """)
+    storage = tmp_path / "runs"
+    sweep_dir = storage / "ctrlc"
+    cmd = [str(Path(sys.executable).parent / "cycleseg"), "sweep", str(p), "--storage", str(storage),
+           "--name", "ctrlc", "--max-concurrent", "1", "--gpus-per-worker", "0"]
+    env = {**os.environ, "CYCLESEG_CACHE": str(cache)}
+    env.pop("RAY_ADDRESS", None)
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    spawned: dict[int, str] = {}
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not list(sweep_dir.glob("train/*/checkpoint_*")):
+            spawned.update(descendants(driver.pid))
+            assert driver.poll() is None, driver.communicate()
+            time.sleep(0.2)
+        sent = time.monotonic()
+        driver.send_signal(signal.SIGINT)
+        _, err = driver.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        driver.kill()
+        driver.wait()
+        kill_leftovers(spawned)
+    assert driver.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: 0 of 2 trials finished and are kept in {sweep_dir} (running ones resume from their last "
+        f"checkpoint); finish with: cycleseg sweep --resume --name ctrlc --storage {storage}")
+    assert "Traceback" not in err and took < 20, (took, err)
 
 
 def test_resume_keeps_the_workers_per_trial_the_sweep_started_with(cluster, tmp_path):

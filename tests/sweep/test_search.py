@@ -27,7 +27,7 @@ def test_cell_searcher_replicates_each_suggestion_over_seeds_and_tells_optuna_th
     space = load_space(p)
     plan = Plan.build(space, {})
     assert plan.num_trials == 2 * 2 * 2
-    s = CellSearcher(plan.cells, space.search, plan.seeds)
+    s = CellSearcher(plan.cells, space.search, plan.seeds, str(tmp_path / "sweep"))
     got = [s.suggest(f"t{i}") for i in range(8)]
     assert s.suggest("t8") == Searcher.FINISHED
     cfgs = [g["trial"]["cfg"] for g in got]
@@ -48,6 +48,24 @@ def test_cell_searcher_replicates_each_suggestion_over_seeds_and_tells_optuna_th
     s.on_trial_complete("t2", error=True)
     s.on_trial_complete("t3", error=True)
     assert [t.state.name for t in s.inner[1]._ot_study.trials][:1] == ["FAIL"]
+    # the same, mirrored to the sweep's journal for optuna-dashboard: one study per cell, named after it
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalStorage(JournalFileBackend(str(tmp_path / "sweep" / "optuna.journal")))
+    assert sorted(st.study_name for st in optuna.study.get_all_study_summaries(storage=journal)) == [
+        "labeled_fraction=0.2", "labeled_fraction=0.5"]
+    low = optuna.load_study(study_name="labeled_fraction=0.2", storage=journal)
+    (t,) = low.trials
+    assert (t.value, t.params, t.user_attrs["seeds"]) == (pytest.approx(0.45), {"lambda_2": 0.05}, 2)
+    assert low.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert [t.state.name for t in optuna.load_study(study_name="labeled_fraction=0.5", storage=journal).trials] \
+        == ["FAIL"]
+    # a restarted driver that reports the configuration again adds nothing
+    s.journal.record(0, "cell0-sample0", {"lambda_2": 0.05}, {"lambda_2": space.search.params["lambda_2"].to_optuna()},
+                     0.45, 2)
+    assert len(optuna.load_study(study_name="labeled_fraction=0.2", storage=journal).trials) == 1
 
 
 def test_tpe_in_each_cell_moves_to_that_cells_known_optimum(tmp_path):

@@ -198,3 +198,25 @@ def test_the_paper_as_coded_is_paired_with_its_own_baseline(tmp_path):
     assert g.loc["cyclegan", "reference"] == "partial" and g.loc["cyclegan", "mean"] == pytest.approx(0.03)
     _, rows = tables.table1_layout(summary, gains, "voc")
     assert f"paper_code − {code_partial}" in [r[0] for r in rows]
+
+
+def test_two_arms_that_predict_one_class_are_no_evidence_not_a_tight_ci(tmp_path):
+    """Both arms predict background in every seed: the difference is ~0 with sd ~0, which a CI would print as
+    a precise null ('+0.0000 [+0.0000, +0.0000] MDE 0.0000'); it is flagged instead. One arm alone is not."""
+    d = tmp_path / "s"
+    background = [0.8] + [0.0] * 20  # IoU of background only: what an untrained segmenter scores
+    for seed in range(3):
+        write_trial(d, f"p{seed}", method="partial", fraction=0.1, seed=seed, value=0.0381, class_iou=background)
+        write_trial(d, f"c{seed}", method="cyclegan", fraction=0.1, seed=seed, value=0.0381, class_iou=background)
+        write_trial(d, f"p2{seed}", method="partial", fraction=0.2, seed=seed, value=0.0381, class_iou=background)
+        write_trial(d, f"c2{seed}", method="cyclegan", fraction=0.2, seed=seed, value=0.3 + seed / 100)
+    t = prepare(read_sweeps([d]).trials, "test_miou")
+    summary, gains = tables.table1(t, Paper.load(), "t")
+    g = gains.set_index("labeled_fraction")
+    assert g.loc[0.1, "one_class"] and not g.loc[0.2, "one_class"]
+    headers, rows = tables.table1_layout(summary, gains, "voc")
+    assert rows[-1][headers.index("10 %")] == f"+0.0000 (n=3){tables.ONE_CLASS} no evidence: both predict one class"
+    assert "[" in rows[-1][headers.index("20 %")]  # a real comparison keeps its CI
+    (note,) = tables.power_notes(gains, "voc")
+    assert note.startswith(f"{tables.ONE_CLASS} cyclegan − partial at 10 %: both predict one class")
+    assert "IoU 0.01" in note
