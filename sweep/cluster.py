@@ -8,12 +8,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-import ray
-
 from cycleseg.model.errors import UserError
 from cycleseg.model.plugins import ENV as PLUGINS_ENV
-from cycleseg.sweep import ray_compat
-from cycleseg.sweep.ray_compat import TRAIN_ENV
 
 
 @dataclass(frozen=True)
@@ -39,6 +35,8 @@ class Resources:
 
 def worker_env() -> dict[str, str]:
     """Environment every Ray process gets: Train's knobs (ours unless the user set them) and the plugins."""
+    from cycleseg.sweep.ray_compat import TRAIN_ENV  # Ray is imported where it is used: the checks need none
+
     env = {k: os.environ.get(k, v) for k, v in TRAIN_ENV.items()}
     if os.environ.get(PLUGINS_ENV):
         env[PLUGINS_ENV] = os.environ[PLUGINS_ENV]
@@ -48,6 +46,8 @@ def worker_env() -> dict[str, str]:
 def start_ray(address: str | None = None, **init_kwargs: Any) -> bool:
     """Join ``address`` or start an embedded local Ray (``init_kwargs``: e.g. num_cpus), with
     ``worker_env`` applied; False when Ray is already up in this process (then it is used as is)."""
+    import ray
+
     env = worker_env()
     os.environ.update(env)
     if ray.is_initialized():
@@ -75,6 +75,8 @@ def check_address_syntax(address: str) -> None:
 
 def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Fail within ``timeout_s`` when nothing answers at ``address`` (``ray.init`` would retry for minutes)."""
+    from cycleseg.sweep import ray_compat
+
     plain = address.split("://", 1)[1] if "://" in address else address
     fix = ("check that `ray start --head` runs there, the port (6379 by default, 10001 for ray://) and any "
            "firewall between; or drop --address / RAY_ADDRESS to start a local Ray")
@@ -93,6 +95,8 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 
 
 def alive_nodes() -> list[dict[str, float]]:
+    import ray
+
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 
 

@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -54,9 +54,7 @@ from cycleseg.sweep.dry_run import varying_fields
 from cycleseg.sweep.export import CONDITIONS, Winner, cell_winners
 from cycleseg.sweep.plan import PLAN_FILE, Plan, cell_key, read_plan
 from cycleseg.sweep.report.derive import BASELINE, METHOD_PARAMS, OPTIM_FIELDS, cell_variant, slug
-
-if TYPE_CHECKING:  # the runner imports Ray: imported where a confirmation runs, not where a report reads one
-    from cycleseg.sweep.runner import SweepOutcome
+from cycleseg.sweep.runner import SweepOutcome, locations, run_sweep
 
 SPACE_FILE = "confirm.yaml"  # the generated search space, in the confirmation's sweep folder
 PROVENANCE_FILE = "confirm.json"
@@ -327,8 +325,6 @@ def confirm_winners(
     """Re-run ``source``'s winners on fresh seeds beside their baselines as the sweep ``name`` (or, ``resume``,
     finish that confirmation); returns ``run_sweep``'s outcome (None for a dry run). ``sets`` (``--set``) may
     change only where the arms run (``EXECUTION_FIELDS``: e.g. data_root on this cluster), never what they are."""
-    from cycleseg.sweep.runner import locations, run_sweep
-
     what = sorted(set(parse_set(list(sets))) - EXECUTION_FIELDS)
     if what:
         raise UserError(f"confirm --set {', '.join(what)}: the arms are the configurations the search chose; --set "
@@ -419,8 +415,6 @@ def baseline_words(searched: Any, from_winner: Any) -> str:
 def _resume(source: str | None, seeds: str | None, with_default: bool, name: str | None, storage: str,
             dry_run: bool, run_options: dict[str, Any]) -> SweepOutcome | None:
     """Finish a confirmation with its stored space (SWEEP and the options, when given, must give the same)."""
-    from cycleseg.sweep.runner import locations, run_sweep
-
     if not name:
         raise UserError("--resume needs --name: the confirmation to finish (a folder under --storage)")
     root, sweep_dir = locations(storage, check_name(name, "--name"))

@@ -6,8 +6,7 @@ from types import SimpleNamespace
 from cycleseg.model import checkpoint
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import results as res
-from cycleseg.sweep.callbacks import ResultsCallback
-from cycleseg.sweep.console import ConsoleCallback
+from cycleseg.sweep.callbacks import ConsoleCallback, ResultsCallback
 from tests.records import epoch_record
 
 CFG = resolve_config({"dataset": "digits", "preset": "tiny", "epochs": 2, "image_height": 32, "image_width": 32})

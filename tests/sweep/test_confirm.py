@@ -124,7 +124,7 @@ def fake_run(monkeypatch):
         calls.append({"space": space, "text": Path(space).read_text(), **kw})
         return None if kw.get("dry_run") else SweepOutcome(runner.locations(kw["storage"], kw["name"])[1], 0)
 
-    monkeypatch.setattr(runner, "run_sweep", run_sweep)
+    monkeypatch.setattr(cf, "run_sweep", run_sweep)
     return calls
 
 
@@ -300,12 +300,10 @@ def test_resume_reads_the_space_stored_with_the_confirmation_wherever_the_plan_p
 
 
 def test_a_run_that_never_started_leaves_nothing(search, tmp_path, monkeypatch):
-    from cycleseg.sweep import runner
-
     def refuse(space, **kw):
         raise UserError("cannot reach the Ray cluster at 'x'")
 
-    monkeypatch.setattr(runner, "run_sweep", refuse)
+    monkeypatch.setattr(cf, "run_sweep", refuse)
     r = invoke(search, "--storage", tmp_path / "runs", "--name", "conf")
     assert r.exit_code == 2 and "cannot reach" in r.output
     assert not (tmp_path / "runs").exists()
