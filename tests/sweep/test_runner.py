@@ -50,6 +50,15 @@ def by_method(df):
     return {m: r for m, r in zip(df["method"], df.itertuples(), strict=True)}
 
 
+def _driver(space_file, storage, name, concurrent, cache, stderr):
+    """``cycleseg sweep`` as a user's process, on its own embedded Ray (not the test cluster)."""
+    cmd = [str(Path(sys.executable).parent / "cycleseg"), "sweep", str(space_file), "--storage", str(storage),
+           "--name", name, "--max-concurrent", str(concurrent), "--gpus-per-worker", "0"]
+    env = {**os.environ, "CYCLESEG_CACHE": str(cache)}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
 def results_json(sweep_dir, trial_id):
     """Every result Tune received for a trial, in order (its result.json)."""
     return [json.loads(line) for line in (Path(sweep_dir) / trial_id / "result.json").read_text().splitlines()]
@@ -253,11 +262,7 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
     """)
     storage = tmp_path / "runs"
     sweep_dir = storage / "killed"
-    cmd = [str(Path(sys.executable).parent / "cycleseg"), "sweep", str(p), "--storage", str(storage),
-           "--name", "killed", "--max-concurrent", "2", "--gpus-per-worker", "0"]
-    env = {**os.environ, "CYCLESEG_CACHE": str(cache)}
-    env.pop("RAY_ADDRESS", None)
-    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = _driver(p, storage, "killed", 2, cache, stderr=subprocess.DEVNULL)
     spawned: dict[int, str] = {}
     try:
         deadline = time.time() + 240
@@ -304,11 +309,7 @@ def test_ctrl_c_stops_a_sweep_in_seconds_saying_what_was_kept_and_how_to_finish(
     """)
     storage = tmp_path / "runs"
     sweep_dir = storage / "ctrlc"
-    cmd = [str(Path(sys.executable).parent / "cycleseg"), "sweep", str(p), "--storage", str(storage),
-           "--name", "ctrlc", "--max-concurrent", "1", "--gpus-per-worker", "0"]
-    env = {**os.environ, "CYCLESEG_CACHE": str(cache)}
-    env.pop("RAY_ADDRESS", None)
-    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver = _driver(p, storage, "ctrlc", 1, cache, stderr=subprocess.PIPE)
     spawned: dict[int, str] = {}
     try:
         deadline = time.time() + 180
