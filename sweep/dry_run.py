@@ -23,18 +23,17 @@ def _flops(f: float) -> str:
 
 def print_dry_run(plan: Plan) -> None:
     """The expanded trials (or search cells) as a table, and an estimate of the compute."""
-    space = plan.load_space()
-    search = space.search
+    search, early = plan.search_spec(), plan.scheduler_spec()
     rows, variants = plan.rows(), plan.variants()
     cols = [k for k in varying_fields(rows) if search is None or k != "seed"]
     if search is None:
-        print(f"{space.path}: {plan.num_trials} trials ({len(plan.seeds)} seed(s) × "
+        print(f"{plan.space_path}: {plan.num_trials} trials ({len(plan.seeds)} seed(s) × "
               f"{plan.num_trials // len(plan.seeds)} configurations; identical resolved configs run once)")
     else:
-        print(f"{space.path}: {plan.num_trials} trials = {len(rows)} grid cell(s) × {search.num_samples} "
+        print(f"{plan.space_path}: {plan.num_trials} trials = {len(rows)} grid cell(s) × {search.num_samples} "
               f"{search.algorithm} samples of {', '.join(search.params)} × seeds {plan.seeds}")
-    if space.scheduler is not None:
-        s = space.scheduler
+    if early is not None:
+        s = early
         print(f"early stopping: ASHA per grid cell, a configuration's seeds stopped together, on {s.metric} "
               f"({s.mode}), grace {s.grace_period} epoch(s), reduction factor {s.reduction_factor}")
     show_variant = any(variants)

@@ -92,18 +92,18 @@ def execute(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[Tria
 
 def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str, r: Resources,
                concurrent: int, verbose: bool, mlflow: str | None) -> tune.Tuner:
-    space = plan.load_space()
+    search, early = plan.search_spec(), plan.scheduler_spec()
     scheduler = None
-    if space.scheduler is not None:
-        max_t = space.scheduler.max_t or max(c["epochs"] for c in plan.rows())
-        scheduler = CellASHA(space.scheduler, max_t, tuple(plan.searched))
+    if early is not None:
+        max_t = early.max_t or max(c["epochs"] for c in plan.rows())
+        scheduler = CellASHA(early, max_t, tuple(plan.searched))
     shown = [k for k in varying_fields(plan.rows()) if k != "seed"]
-    if space.search is not None:
-        shown += list(space.search.params)
-    if space.search is None:
+    if search is not None:
+        shown += list(search.params)
+    if search is None:
         search_alg, param_space, num_samples = None, {"trial": tune.grid_search(plan.trials)}, 1
     else:
-        search_alg, param_space, num_samples = CellSearcher(plan.cells, space.search, plan.seeds,
+        search_alg, param_space, num_samples = CellSearcher(plan.cells, search, plan.seeds,
                                                                  sweep_dir), {}, plan.num_trials
     return tune.Tuner(
         trainable,

@@ -1,5 +1,6 @@
-"""The plan of a sweep: its expanded trials (grid) or grid cells (search), stored as ``sweep.json``
-so that ``--resume`` needs neither the space file nor the ``--set`` options again."""
+"""The plan of a sweep: its expanded trials (grid) or grid cells (search) with the search and early-stopping
+sections, stored as ``sweep.json`` so that ``--resume`` needs neither the space file (which may since have
+been edited, moved or deleted) nor the ``--set`` options again."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from cycleseg.model.errors import UserError
 from cycleseg.model.flops import step_flops, trial_flops
 from cycleseg.model.resolve import resolve_config
 from cycleseg.sweep import storage
-from cycleseg.sweep.space import SearchSpace, load_space
+from cycleseg.sweep.space import SchedulerSpec, SearchSpace, SearchSpec, load_space
 
 PLAN_FILE = "sweep.json"
 
@@ -62,7 +63,10 @@ class Plan:
     max_concurrent: int | None = None  # set when the sweep starts
     workers_per_trial: int | None = None  # set when the sweep starts: 1 trains in Tune's process, more with Train
     searched: list[str] = field(default_factory=list)  # the search's fields: they vary within a grid cell
-    space: SearchSpace | None = field(default=None, compare=False)
+    search: dict[str, Any] | None = None  # the space's search: section, as JSON (None: a grid)
+    scheduler: dict[str, Any] | None = None  # its scheduler: section (None: no early stopping)
+    space: SearchSpace | None = field(default=None, compare=False)  # the file as read; never read on --resume
+    legacy: bool = field(default=False, compare=False)  # stored before the sections were: read them from the file
 
     @classmethod
     def build(cls, space: SearchSpace, sets: dict[str, Any]) -> Plan:
@@ -74,7 +78,10 @@ class Plan:
             num_trials = space.num_trials(sets)
         seeds = list(space.replicate_seeds(sets))
         searched = list(space.search.params) if space.search is not None else []
-        return cls(str(space.path), sets, num_trials, trials, cells, seeds, searched=searched, space=space)
+        return cls(str(space.path), sets, num_trials, trials, cells, seeds, searched=searched,
+                   search=space.search.model_dump(mode="json") if space.search is not None else None,
+                   scheduler=space.scheduler.model_dump(mode="json") if space.scheduler is not None else None,
+                   space=space)
 
     @classmethod
     def from_space(cls, space_arg: Any, sets: dict[str, Any]) -> Plan:
@@ -89,17 +96,31 @@ class Plan:
 
     def to_json(self) -> str:
         keys = ("space_path", "sets", "num_trials", "trials", "cells", "seeds", "max_concurrent", "workers_per_trial",
-                "searched")
+                "searched", "search", "scheduler")
         return json.dumps({k: getattr(self, k) for k in keys}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
-        plan = cls(**json.loads(text))
+        data = json.loads(text)
+        plan = cls(**data, legacy="search" not in data)
         for t in plan.trials:  # a plan stored before fields were added: they ran at their defaults
             t["cfg"] = complete(t["cfg"])
         return plan
 
-    def load_space(self) -> SearchSpace:
+    def search_spec(self) -> SearchSpec | None:
+        """The search section the sweep started with."""
+        if self.legacy:
+            return self._file().search
+        return SearchSpec.model_validate(self.search) if self.search is not None else None
+
+    def scheduler_spec(self) -> SchedulerSpec | None:
+        """The early-stopping section the sweep started with."""
+        if self.legacy:
+            return self._file().scheduler
+        return SchedulerSpec.model_validate(self.scheduler) if self.scheduler is not None else None
+
+    def _file(self) -> SearchSpace:
+        """The space file, for a plan stored before ``sweep.json`` kept its sections (or one just built)."""
         if self.space is None:
             self.space = load_space(self.space_path)
         return self.space
@@ -114,7 +135,9 @@ class Plan:
         return [t["variant"] for t in (self.trials or self.cells)]
 
     def same_trials(self, other: Plan) -> bool:
-        return (self.trials, self.cells, self.seeds) == (other.trials, other.cells, other.seeds)
+        """Whether ``other`` runs what this plan runs: the trials or cells, the seeds, the search and scheduler."""
+        sections = self.legacy or other.legacy or (self.search, self.scheduler) == (other.search, other.scheduler)
+        return sections and (self.trials, self.cells, self.seeds) == (other.trials, other.cells, other.seeds)
 
 
 def read_plan(sweep_dir: str | Path, fix: str) -> Plan | None:

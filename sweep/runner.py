@@ -103,7 +103,7 @@ def run_sweep(
             plan.space = given.space  # read now: the stored space_path may be gone (e.g. a temporary copy)
     else:
         plan = Plan.from_space(space, overrides)
-        name = name or check_name(plan.load_space().name, "the space's file name (the default --name)")
+        name = name or check_name(Path(plan.space_path).stem, "the space's file name (the default --name)")
         root, sweep_dir = locations(storage, name)
     configs = [resolve_config(c) for c in plan.rows()]
     if gpus_per_worker == 0 and any(c.device.startswith("cuda") for c in configs):

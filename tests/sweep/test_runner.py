@@ -285,6 +285,9 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
         time.sleep(3)  # Ray's own processes follow the driver; a few helpers linger
         kill_leftovers(spawned)
     assert len(list((sweep_dir / "trials").glob("*.parquet"))) == 1
+    # the space file is edited, then deleted: --resume runs the plan stored in sweep.json, never the file
+    p.write_text(TINY + "grid:\n  epochs: [7]\n")
+    p.unlink()
 
     run_sweep(None, name="killed", storage=str(storage), resume=True, gpus_per_worker=0)
 
