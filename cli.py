@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cycleseg.model.errors import Interrupted, UserError
+from .model.errors import Interrupted, UserError
 
 
 def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,7 +116,7 @@ def debug(config_file: Path | None, sets: tuple[str, ...], out: str, resume: boo
     d_depth, d_norm, d_lr_ratio, pool_size, pool_prob, unsup_warmup_epochs, unsup_rampup_epochs), the
     networks, the optimiser, evaluation and execution.
     """
-    from cycleseg.model.debug import debug_config, debug_run, interrupted_line
+    from .model.debug import debug_config, debug_run, interrupted_line
 
     flags = {k: v for k, v in opts.items() if v is not None}
     cfg = debug_config(config_file, flags, list(sets), out=out, resume=resume)
@@ -178,11 +178,11 @@ def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: A
     (diverged and early-stopped trials are results, not failures).
     """
     if list_spaces:
-        from cycleseg.search_spaces import describe_shipped
+        from .search_spaces import describe_shipped
 
         click.echo(describe_shipped())
         return
-    from cycleseg.sweep.runner import run_sweep
+    from .sweep.runner import run_sweep
 
     outcome = run_sweep(space, sets=list(sets), **opts)
     if outcome is not None and outcome.failed:
@@ -216,7 +216,7 @@ def confirm(source: str | None, **opts: Any) -> None:
     (<storage>/<name>/confirm.yaml), confirm.json (provenance), Parquet results, `cycleseg report`.
     Exit status 1 when a trial failed after its retries.
     """
-    from cycleseg.sweep.confirm import confirm_winners
+    from .sweep.confirm import confirm_winners
 
     outcome = confirm_winners(source, **opts)
     if outcome is not None and outcome.failed:
@@ -243,7 +243,7 @@ def best_config(results: str, **opts: Any) -> None:
 
     RESULTS: a sweep folder (local or s3:// / gs:// URI), e.g. runs/demo.
     """
-    from cycleseg.sweep.export import export_best_config
+    from .sweep.export import export_best_config
 
     export_best_config(results, **opts)
 
@@ -268,7 +268,7 @@ def report(results: tuple[str, ...], **opts: Any) -> None:
 
     RESULTS: one or more sweep folders (each with trials/ and epochs/), e.g. runs/table1 runs/ablation.
     """
-    from cycleseg.sweep.report import build_report
+    from .sweep.report import build_report
 
     build_report(list(results), **opts)
 

@@ -215,9 +215,10 @@ def _timed(method: Any, batches: Iterator[Any], cuda: bool) -> tuple[float, list
 def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, Any]:
     """Build, count, warm up and time one configuration; return the raw measurements."""
     from cycleseg.model.data import prepare_dataset
+    from cycleseg.model.device import resolve_device
     from cycleseg.model.methods import METHODS, create_method
     from cycleseg.model.resolve import replace, resolve_config
-    from cycleseg.model.trainer import EpochBatches, resolve_device
+    from cycleseg.model.trainer import EpochBatches
 
     cfg = resolve_config(*layers)
     device = resolve_device(cfg.device)

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from cycleseg.model.config import TrialConfig, config_to_yaml
-from cycleseg.model.data import DatasetInfo
-from cycleseg.model.errors import UserError
-from cycleseg.model.methods import Method, create_method
-from cycleseg.model.records import selected_epoch
+from .config import TrialConfig, config_to_yaml
+from .data import DatasetInfo
+from .device import resolve_device
+from .errors import UserError
+from .methods import Method, create_method
+from .records import selected_epoch
 
 FOLDER = "checkpoint"
 STATE = "state.pt"
@@ -128,8 +129,7 @@ def load_trial(path: str | Path, device: str = "cpu") -> tuple[TrialConfig, Meth
     """Rebuild a trained method at the epoch its run reports, from a checkpoint folder (for reports and sample
     grids); returns (config, method, that epoch). Only tensors are unpickled, unless the folder predates
     ``reported.pt`` (then its latest state, read as before)."""
-    from cycleseg.model.resolve import load_config_file, resolve_config
-    from cycleseg.model.trainer import resolve_device
+    from .resolve import load_config_file, resolve_config
 
     path = Path(path)
     cfg = resolve_config({**load_config_file(path / CONFIG), "device": device})

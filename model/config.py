@@ -33,8 +33,8 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
-from cycleseg.model.errors import UserError
-from cycleseg.model.registry import suggest
+from .errors import UserError
+from .registry import suggest
 
 # Network sizes per preset. ``paper`` is §3.3 of the paper (≈11.4 M parameters per generator).
 PRESETS: dict[str, dict[str, int]] = {

@@ -11,15 +11,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from cycleseg.model import checkpoint
-from cycleseg.model.config import TrialConfig, config_to_yaml
-from cycleseg.model.data import prepare_dataset
-from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write, atomic_write_text, check_output_dir
-from cycleseg.model.metrics import LEARNED_IOU, predicts_one_class
-from cycleseg.model.records import epoch_table, selected_epoch
-from cycleseg.model.resolve import load_config_file, resolve_config
-from cycleseg.model.trainer import resolve_device, run_trial
+from . import checkpoint
+from .config import TrialConfig, config_to_yaml
+from .data import prepare_dataset
+from .device import resolve_device
+from .errors import UserError
+from .io import atomic_write, atomic_write_text, check_output_dir
+from .metrics import LEARNED_IOU, predicts_one_class
+from .records import epoch_table, selected_epoch
+from .resolve import load_config_file, resolve_config
+from .trainer import run_trial
 
 METRICS_FILE = "metrics.parquet"
 CONFIG_FILE = "config.yaml"
@@ -35,7 +36,7 @@ def debug_config(config_file: str | Path | None, flags: dict[str, Any], sets: li
     """The run's config from ``--config`` (with ``--resume``: the run's own config), the command's flags and
     ``--set`` (later wins). With none of them: ``--resume`` continues the run in ``out`` with its own config, and
     a new run on a machine without a GPU is the quick ``SANITY_RUN``."""
-    from cycleseg.model.resolve import parse_set
+    from .resolve import parse_set
 
     check_output_dir(out, "--out")
     overrides = parse_set(sets)
@@ -112,7 +113,7 @@ class LocalReporter:
 
 def debug_run(cfg: TrialConfig, out: str | Path, *, resume: bool = False) -> list[dict[str, Any]]:
     """Run one trial locally; write config.yaml, metrics.parquet, checkpoint/ and samples.png to ``out``."""
-    from cycleseg.model.visualize import save_sample_grid
+    from .visualize import save_sample_grid
 
     out = check_out(cfg, out, resume)
     device = resolve_device(cfg.device)  # refused before anything is written

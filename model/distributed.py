@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cycleseg.model.methods import Method
+from .methods import Method
 
 
 def rank_world() -> tuple[int, int]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from cycleseg.model.config import TrialConfig
+    from .config import TrialConfig
 
 
 def conv_flops(layer: nn.Conv2d | nn.ConvTranspose2d, h: int, w: int) -> tuple[int, int, int]:
@@ -69,7 +69,7 @@ def chain_forward_flops(net: nn.Module, h: int, w: int) -> int:
 
 def generator_forward_flops(in_channels: int, out_channels: int, ngf: int, n_blocks: int, h: int, w: int) -> int:
     """Analytic FLOPs of one ``ResnetGenerator`` forward on one h×w image (built on the meta device)."""
-    from cycleseg.model.networks import ResnetGenerator
+    from .networks import ResnetGenerator
 
     with torch.device("meta"):
         g = ResnetGenerator(in_channels, out_channels, ngf=ngf, n_blocks=n_blocks)
@@ -97,8 +97,8 @@ def step_flops(cfg: TrialConfig) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _step_flops(cfg: TrialConfig) -> int:
-    from cycleseg.model.data import dataset_info
-    from cycleseg.model.methods import METHODS, Batch
+    from .data import dataset_info
+    from .methods import METHODS, Batch
 
     info = dataset_info(cfg)
     h, w = info.height, info.width
@@ -113,8 +113,8 @@ def _step_flops(cfg: TrialConfig) -> int:
 
 def trial_flops(cfg: TrialConfig) -> tuple[int, int] | None:
     """(optimizer steps, FLOPs) of a whole trial; None when its training-set size is not known without decoding."""
-    from cycleseg.model.data import train_size
-    from cycleseg.model.trainer import epoch_steps
+    from .data import train_size
+    from .trainer import epoch_steps
 
     n = train_size(cfg)
     if n is None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cycleseg.model.masks import IGNORE
+from .masks import IGNORE
 
 
 def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:

@@ -59,17 +59,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
 
-from cycleseg.model import losses
-from cycleseg.model.config import RAMPED_LAMBDAS
-from cycleseg.model.errors import UserError
-from cycleseg.model.masks import IGNORE, one_hot
-from cycleseg.model.metrics import ConfusionMatrix
-from cycleseg.model.networks import create_network, init_weights, patch_min_side
-from cycleseg.model.registry import Registry
+from . import losses
+from .config import RAMPED_LAMBDAS
+from .errors import UserError
+from .masks import IGNORE, one_hot
+from .metrics import ConfusionMatrix
+from .networks import create_network, init_weights, patch_min_side
+from .registry import Registry
 
 if TYPE_CHECKING:
-    from cycleseg.model.config import TrialConfig
-    from cycleseg.model.data import DatasetInfo
+    from .config import TrialConfig
+    from .data import DatasetInfo
 
 Wrapper = Callable[[nn.Module], nn.Module]
 
@@ -198,7 +198,7 @@ class Method:
     @torch.no_grad()
     def confusion_matrix(self, images: np.ndarray, masks: np.ndarray, batch_size: int) -> ConfusionMatrix:
         """G_IS's argmax on uint8 ``images`` against ``masks`` as one confusion matrix, every network in eval mode."""
-        from cycleseg.model.data.base import normalize_images
+        from .data.base import normalize_images
 
         cm = ConfusionMatrix(self.info.num_classes, device=self.device)
         with self.eval_mode():

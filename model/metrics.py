@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cycleseg.model.masks import IGNORE
+from .masks import IGNORE
 
 LEARNED_IOU = 0.01  # a class with a lower IoU was not learned
 

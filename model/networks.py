@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cycleseg.model.registry import Registry
+from .registry import Registry
 
 NETWORKS: Registry[type[nn.Module]] = Registry("network")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from cycleseg.model.errors import UserError
+from .errors import UserError
 
 ENV = "CYCLESEG_PLUGINS"
 _loaded: set[str] = set()

@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from cycleseg.model.config import RAMPED_LAMBDAS, SELECT_RULES
-from cycleseg.model.methods import loss_terms
+from .config import RAMPED_LAMBDAS, SELECT_RULES
+from .methods import loss_terms
 
 SPLITS = ("val", "test")  # evaluated after every epoch
 TEST_PREFIX = "test_"

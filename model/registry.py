@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from cycleseg.model.errors import UserError
+from .errors import UserError
 
 T = TypeVar("T")
 

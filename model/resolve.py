@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from cycleseg.model.config import DEFAULTS, PRESETS, RECIPES, TrialConfig, build, check_value
-from cycleseg.model.data import DATASETS, dataset_info
-from cycleseg.model.errors import UserError
-from cycleseg.model.methods import METHODS
-from cycleseg.model.plugins import load_plugins
+from .config import DEFAULTS, PRESETS, RECIPES, TrialConfig, build, check_value
+from .data import DATASETS, dataset_info
+from .errors import UserError
+from .methods import METHODS
+from .plugins import load_plugins
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -16,28 +16,20 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from cycleseg.model import checkpoint
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.data import PreparedData, labeled_count, labeled_indices, normalize_images, prepare_dataset
-from cycleseg.model.distributed import distribute, rank_world, sum_across_ranks
-from cycleseg.model.errors import UserError
-from cycleseg.model.methods import METHODS, Batch, Method, create_method
-from cycleseg.model.metrics import ConfusionMatrix
-from cycleseg.model.records import SPLITS, effective_column
+from . import checkpoint
+from .config import TrialConfig
+from .data import PreparedData, labeled_count, labeled_indices, normalize_images, prepare_dataset
+from .device import resolve_device
+from .distributed import distribute, rank_world, sum_across_ranks
+from .methods import METHODS, Batch, Method, create_method
+from .metrics import ConfusionMatrix
+from .records import SPLITS, effective_column
 
 
 class Reporter(Protocol):
     """Receives each epoch's metrics after the checkpoint for that epoch is on disk."""
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path) -> None: ...
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("device 'cuda' asked for but torch sees no GPU; use --device cpu or auto")
-    return torch.device(name)
 
 
 def epoch_steps(cfg: TrialConfig, n_train: int) -> int:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from cycleseg.model.io import atomic_write
-from cycleseg.model.masks import IGNORE
+from .io import atomic_write
+from .masks import IGNORE
 
 if TYPE_CHECKING:
-    from cycleseg.model.data import PreparedData
-    from cycleseg.model.methods import Method
+    from .data import PreparedData
+    from .methods import Method
 
 IGNORE_COLOR = (255, 255, 255)
 
@@ -52,8 +52,8 @@ def sample_columns(
     methods: dict[str, Method], data: PreparedData, generator: Method | None = None, n: int = 4
 ) -> dict[str, list[np.ndarray]]:
     """The grid's columns for the first ``n`` test images, each a list of (H, W, 3) arrays."""
-    from cycleseg.model.data import normalize_images
-    from cycleseg.model.masks import one_hot
+    from .data import normalize_images
+    from .masks import one_hot
 
     n = min(n, len(data.test_images))
     c = data.info.num_classes

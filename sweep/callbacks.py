@@ -10,11 +10,11 @@ from typing import Any
 import ray
 from ray import tune
 
-from cycleseg.model import checkpoint
-from cycleseg.model.resolve import resolve_config
-from cycleseg.sweep import ray_compat, storage
-from cycleseg.sweep import results as res
-from cycleseg.sweep.console import CONSOLE, STATUS_EVERY_S, duration, trial_outcome
+from ..model import checkpoint
+from ..model.resolve import resolve_config
+from . import ray_compat, storage
+from . import results as res
+from .console import CONSOLE, STATUS_EVERY_S, duration, trial_outcome
 
 
 def _error_text(trial: Any) -> str:

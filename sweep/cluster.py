@@ -8,8 +8,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from cycleseg.model.errors import UserError
-from cycleseg.model.plugins import ENV as PLUGINS_ENV
+from ..model.errors import UserError
+from ..model.plugins import ENV as PLUGINS_ENV
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Resources:
 
 def worker_env() -> dict[str, str]:
     """Environment every Ray process gets: Train's knobs (ours unless the user set them) and the plugins."""
-    from cycleseg.sweep.ray_compat import TRAIN_ENV  # Ray is imported where it is used: the checks need none
+    from .ray_compat import TRAIN_ENV  # Ray is imported where it is used: the checks need none
 
     env = {k: os.environ.get(k, v) for k, v in TRAIN_ENV.items()}
     if os.environ.get(PLUGINS_ENV):
@@ -75,7 +75,7 @@ def check_address_syntax(address: str) -> None:
 
 def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Fail within ``timeout_s`` when nothing answers at ``address`` (``ray.init`` would retry for minutes)."""
-    from cycleseg.sweep import ray_compat
+    from . import ray_compat
 
     plain = address.split("://", 1)[1] if "://" in address else address
     fix = ("check that `ray start --head` runs there, the port (6379 by default, 10001 for ray://) and any "

@@ -41,20 +41,20 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, check_value
-from cycleseg.model.data.cache import cache_key
-from cycleseg.model.errors import UserError
-from cycleseg.model.io import check_name
-from cycleseg.model.methods import METHODS
-from cycleseg.model.plugins import load_plugins
-from cycleseg.model.resolve import parse_set, resolve_config
-from cycleseg.sweep import results as res
-from cycleseg.sweep import storage as store
-from cycleseg.sweep.dry_run import varying_fields
-from cycleseg.sweep.export import CONDITIONS, Winner, cell_winners
-from cycleseg.sweep.plan import PLAN_FILE, Plan, cell_key, read_plan
-from cycleseg.sweep.report.derive import BASELINE, METHOD_PARAMS, OPTIM_FIELDS, cell_variant, slug
-from cycleseg.sweep.runner import SweepOutcome, locations, run_sweep
+from ..model.config import DEFAULTS, EXECUTION_FIELDS, check_value
+from ..model.data.cache import cache_key
+from ..model.errors import UserError
+from ..model.io import check_name
+from ..model.methods import METHODS
+from ..model.plugins import load_plugins
+from ..model.resolve import parse_set, resolve_config
+from . import results as res
+from . import storage as store
+from .dry_run import varying_fields
+from .export import CONDITIONS, Winner, cell_winners
+from .plan import PLAN_FILE, Plan, cell_key, read_plan
+from .report.derive import BASELINE, METHOD_PARAMS, OPTIM_FIELDS, cell_variant, slug
+from .runner import SweepOutcome, locations, run_sweep
 
 SPACE_FILE = "confirm.yaml"  # the generated search space, in the confirmation's sweep folder
 PROVENANCE_FILE = "confirm.json"

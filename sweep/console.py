@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from cycleseg.sweep import storage
+from . import storage
 
 LOG_DIR = "logs"
 LOG_FILE = "ray.log"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cycleseg.model.config import FIELD_NAMES
-from cycleseg.model.flops import step_flops, trial_flops
-from cycleseg.model.resolve import resolve_config
-from cycleseg.sweep.plan import Plan
-from cycleseg.sweep.text import text_table
+from ..model.config import FIELD_NAMES
+from ..model.flops import step_flops, trial_flops
+from ..model.resolve import resolve_config
+from .plan import Plan
+from .text import text_table
 
 
 def varying_fields(configs: list[dict[str, Any]]) -> list[str]:

@@ -11,25 +11,25 @@ from typing import Any
 import ray
 from ray import tune
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.errors import UserError
-from cycleseg.sweep import results as res
-from cycleseg.sweep import storage as store
-from cycleseg.sweep.callbacks import ConsoleCallback, ReleaseTrainResources, ResultsCallback, release_leftover_groups
-from cycleseg.sweep.cluster import Resources, alive_nodes, max_concurrent_trials, resolve_resources, start_ray
-from cycleseg.sweep.console import CONSOLE, RayLog
-from cycleseg.sweep.dry_run import varying_fields
-from cycleseg.sweep.plan import PLAN_FILE, Plan
-from cycleseg.sweep.scheduler import CellASHA
-from cycleseg.sweep.search import CellSearcher
-from cycleseg.sweep.summary import print_summary
-from cycleseg.sweep.tracking import MlflowCallback
-from cycleseg.sweep.trial import cycleseg_trial, retries, trial_dirname, trial_resources
+from ..model.config import TrialConfig
+from ..model.errors import UserError
+from . import results as res
+from . import storage as store
+from .callbacks import ConsoleCallback, ReleaseTrainResources, ResultsCallback, release_leftover_groups
+from .cluster import Resources, alive_nodes, max_concurrent_trials, resolve_resources, start_ray
+from .console import CONSOLE, RayLog
+from .dry_run import varying_fields
+from .plan import PLAN_FILE, Plan
+from .scheduler import CellASHA
+from .search import CellSearcher
+from .summary import print_summary
+from .tracking import MlflowCallback
+from .trial import cycleseg_trial, retries, trial_dirname, trial_resources
 
 
 def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
     """Decode each distinct dataset once (cached on disk) and share it with trials via the object store."""
-    from cycleseg.model.data import cache_key, prepare_dataset
+    from ..model.data import cache_key, prepare_dataset
 
     refs: dict[str, Any] = {}
     for cfg in configs:

@@ -24,19 +24,19 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from cycleseg.model.config import FIELD_NAMES, config_to_yaml
-from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write_text, check_output_dir
-from cycleseg.model.metrics import LEARNED_IOU, predicts_one_class
-from cycleseg.model.records import TEST_PREFIX
-from cycleseg.model.registry import suggest
-from cycleseg.model.resolve import resolve_config
-from cycleseg.sweep import results as res
-from cycleseg.sweep import stats
-from cycleseg.sweep import storage as store
-from cycleseg.sweep.dry_run import varying_fields
-from cycleseg.sweep.plan import cell_key, read_plan
-from cycleseg.sweep.report.derive import slug
+from ..model.config import FIELD_NAMES, config_to_yaml
+from ..model.errors import UserError
+from ..model.io import atomic_write_text, check_output_dir
+from ..model.metrics import LEARNED_IOU, predicts_one_class
+from ..model.records import TEST_PREFIX
+from ..model.registry import suggest
+from ..model.resolve import resolve_config
+from . import results as res
+from . import stats
+from . import storage as store
+from .dry_run import varying_fields
+from .plan import cell_key, read_plan
+from .report.derive import slug
 
 DEFAULT_FILE, DEFAULT_FOLDER = "best.yaml", "best"  # -o's default: one cell, several cells
 WHERE_FIELDS = frozenset(FIELD_NAMES) | {"variant"}

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cycleseg.model.config import TrialConfig, complete
-from cycleseg.model.errors import UserError
-from cycleseg.model.flops import step_flops, trial_flops
-from cycleseg.model.resolve import resolve_config
-from cycleseg.sweep import storage
-from cycleseg.sweep.space import SchedulerSpec, SearchSpace, SearchSpec, load_space
+from ..model.config import TrialConfig, complete
+from ..model.errors import UserError
+from ..model.flops import step_flops, trial_flops
+from ..model.resolve import resolve_config
+from . import storage
+from .space import SchedulerSpec, SearchSpace, SearchSpec, load_space
 
 PLAN_FILE = "sweep.json"
 

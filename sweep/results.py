@@ -24,11 +24,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cycleseg.model.config import RAMPED_LAMBDAS, TrialConfig, complete
-from cycleseg.model.data import dataset_info
-from cycleseg.model.errors import UserError
-from cycleseg.model.records import effective_column, epoch_schema, epoch_table, selected_epoch
-from cycleseg.sweep import storage
+from ..model.config import RAMPED_LAMBDAS, TrialConfig, complete
+from ..model.data import dataset_info
+from ..model.errors import UserError
+from ..model.records import effective_column, epoch_schema, epoch_table, selected_epoch
+from . import storage
 
 TRIALS_DIR = "trials"
 EPOCHS_DIR = "epochs"

@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.errors import Interrupted, UserError
-from cycleseg.model.io import check_name
-from cycleseg.model.resolve import parse_set, resolve_config
-from cycleseg.sweep import results as res
-from cycleseg.sweep import storage as store
-from cycleseg.sweep.cluster import check_address_syntax, check_resource_options
-from cycleseg.sweep.console import ray_output_away
-from cycleseg.sweep.dry_run import print_dry_run
-from cycleseg.sweep.plan import PLAN_FILE, Plan, read_plan
+from ..model.config import TrialConfig
+from ..model.errors import Interrupted, UserError
+from ..model.io import check_name
+from ..model.resolve import parse_set, resolve_config
+from . import results as res
+from . import storage as store
+from .cluster import check_address_syntax, check_resource_options
+from .console import ray_output_away
+from .dry_run import print_dry_run
+from .plan import PLAN_FILE, Plan, read_plan
 
 
 def locations(storage: str, name: str) -> tuple[str, str]:
@@ -36,7 +36,7 @@ def _read_plan(sweep_dir: str) -> Plan | None:
 
 def _data_problems(configs: list[TrialConfig]) -> list[str]:
     """Why each distinct dataset of ``configs`` could not be loaded here (checked before Ray starts)."""
-    from cycleseg.model.data import check_source
+    from ..model.data import check_source
 
     problems: list[str] = []
     for cfg in configs:
@@ -81,7 +81,7 @@ def run_sweep(
     overrides = parse_set(list(sets))
     check_resource_options(workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent)
     if mlflow is not None:
-        from cycleseg.sweep.tracking import check_tracking  # MLflow's callback module imports Ray
+        from .tracking import check_tracking  # MLflow's callback module imports Ray
 
         check_tracking(mlflow)
     if name is not None:
@@ -128,7 +128,7 @@ def run_sweep(
 
     go_on = f"cycleseg {command} --resume --name {name}" + (f" --storage {storage}" if storage != "runs" else "")
     try:
-        from cycleseg.sweep.execute import execute  # Ray and Tune: imported once every check has passed
+        from .execute import execute  # Ray and Tune: imported once every check has passed
 
         with ray_output_away(verbose) as log:
             failed = execute(plan, name, root, sweep_dir, configs, resume=resume, address=address, log=log,

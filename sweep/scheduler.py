@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from cycleseg.sweep.plan import cell_key, configuration_key
-from cycleseg.sweep.space import SchedulerSpec
+from .plan import cell_key, configuration_key
+from .space import SchedulerSpec
 
 
 def milestones(grace_period: int, max_t: int, reduction_factor: int) -> list[int]:

@@ -7,12 +7,12 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from cycleseg.model.errors import UserError
-from cycleseg.model.records import for_choices, is_finite, selected_epoch
-from cycleseg.model.resolve import resolve_config
-from cycleseg.sweep.callbacks import checkpoint_location, history_from_checkpoint
-from cycleseg.sweep.space import SearchSpec
-from cycleseg.sweep.studies import StudyJournal, cell_names
+from ..model.errors import UserError
+from ..model.records import for_choices, is_finite, selected_epoch
+from ..model.resolve import resolve_config
+from .callbacks import checkpoint_location, history_from_checkpoint
+from .space import SearchSpec
+from .studies import StudyJournal, cell_names
 
 
 class CellSearcher(Searcher):

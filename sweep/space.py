@@ -32,12 +32,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from cycleseg.model.config import FIELD_NAMES, TrialConfig, describe, error_line
-from cycleseg.model.errors import UserError
-from cycleseg.model.records import TEST_PREFIX, choice_metrics
-from cycleseg.model.registry import suggest
-from cycleseg.model.resolve import load_config_file, read_yaml_mapping, resolve_config
-from cycleseg.search_spaces import shipped_spaces
+from ..model.config import FIELD_NAMES, TrialConfig, describe, error_line
+from ..model.errors import UserError
+from ..model.records import TEST_PREFIX, choice_metrics
+from ..model.registry import suggest
+from ..model.resolve import load_config_file, read_yaml_mapping, resolve_config
+from ..search_spaces import shipped_spaces
 
 SHIPPED_PACKAGE = "cycleseg.search_spaces"
 DEFAULT_SPACE = "demo"

@@ -23,8 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write, atomic_write_bytes, check_output_dir
+from ..model.errors import UserError
+from ..model.io import atomic_write, atomic_write_bytes, check_output_dir
 
 SCHEMES = ("s3", "gs", "gcs")  # what pyarrow.fs reaches with the standard credentials (module docstring)
 PROBE_SECONDS = 20.0  # an endpoint that never answers, or a credential lookup that hangs, is refused after this

@@ -16,7 +16,7 @@ import os
 import tempfile
 from typing import Any
 
-from cycleseg.sweep import storage
+from . import storage
 
 JOURNAL = "optuna.journal"
 SAMPLE_ATTR = "cycleseg_sample"  # the searcher's name of the configuration: each is added once

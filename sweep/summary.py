@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
-from cycleseg.sweep import results as res
-from cycleseg.sweep import storage
-from cycleseg.sweep.console import CONSOLE
-from cycleseg.sweep.dry_run import varying_fields
-from cycleseg.sweep.export import cell_winners, searched_fields
-from cycleseg.sweep.report.derive import prepare
-from cycleseg.sweep.report.paper import Paper
-from cycleseg.sweep.report.tables import power_notes, table1, table1_layout
-from cycleseg.sweep.text import text_table
+from . import results as res
+from . import storage
+from .console import CONSOLE
+from .dry_run import varying_fields
+from .export import cell_winners, searched_fields
+from .report.derive import prepare
+from .report.paper import Paper
+from .report.tables import power_notes, table1, table1_layout
+from .text import text_table
 
 
 def print_summary(sweep_dir: str, name: str) -> int:

@@ -21,8 +21,8 @@ from typing import Any
 
 from ray import tune
 
-from cycleseg.model.errors import UserError
-from cycleseg.sweep import results as res
+from ..model.errors import UserError
+from . import results as res
 
 EXTRA = "pip install 'cycleseg[mlflow]'"
 WEB = frozenset({"http", "https"})
@@ -123,10 +123,10 @@ class MlflowCallback(tune.Callback):
         client.set_terminated(run_id, "FINISHED" if status != "failed" else "FAILED")
 
     def _log_samples(self, client: Any, run_id: str, checkpoint_path: str) -> None:
-        from cycleseg.model.checkpoint import load_trial
-        from cycleseg.model.data import prepare_dataset
-        from cycleseg.model.visualize import save_sample_grid
-        from cycleseg.sweep.storage import local_copy
+        from ..model.checkpoint import load_trial
+        from ..model.data import prepare_dataset
+        from ..model.visualize import save_sample_grid
+        from .storage import local_copy
 
         with local_copy(checkpoint_path) as local, tempfile.TemporaryDirectory() as tmp:
             cfg, method, _ = load_trial(local)

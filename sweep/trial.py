@@ -17,11 +17,11 @@ from typing import Any
 
 from ray import tune
 
-from cycleseg.model.data import cache_key
-from cycleseg.model.resolve import resolve_config
-from cycleseg.sweep import storage as store
-from cycleseg.sweep.cluster import Resources
-from cycleseg.sweep.worker import TRAIN_DIR, train_worker, tune_worker
+from ..model.data import cache_key
+from ..model.resolve import resolve_config
+from . import storage as store
+from .cluster import Resources
+from .worker import TRAIN_DIR, train_worker, tune_worker
 
 MAX_RETRIES = 2  # restarts per trial (Tune's, or Train's worker-group ones), each from the trial's last checkpoint
 DRIVER_RESOURCES = {"memory": 64 * 1024**2}  # a DDP trial's driver: no CPU, so its workers never wait on it
@@ -58,7 +58,7 @@ def _fit_trainer(worker_config: dict[str, Any], r: Resources, train_storage: str
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from cycleseg.sweep.ray_compat import without_placement_group_cleaner
+    from .ray_compat import without_placement_group_cleaner
 
     class SweepTrainer(TorchTrainer):
         """A TorchTrainer without Train's placement-group cleaner (``ReleaseTrainResources`` does its job)."""

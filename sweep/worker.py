@@ -19,14 +19,14 @@ from typing import Any
 
 import ray
 
-from cycleseg.model import checkpoint
-from cycleseg.model.data import PreparedData
-from cycleseg.model.errors import UserError
-from cycleseg.model.records import for_choices
-from cycleseg.model.resolve import resolve_config
-from cycleseg.model.trainer import run_trial
-from cycleseg.sweep import storage
-from cycleseg.sweep.plan import PLAN_FILE
+from ..model import checkpoint
+from ..model.data import PreparedData
+from ..model.errors import UserError
+from ..model.records import for_choices
+from ..model.resolve import resolve_config
+from ..model.trainer import run_trial
+from . import storage
+from .plan import PLAN_FILE
 
 TRAIN_DIR = "train"  # <sweep>/train/<trial_id>/: each trial's checkpoints (a DDP trial's Train run)
 Report = Callable[[dict[str, Any], Path], None]  # (an epoch's record for Tune, the local checkpoint folder)

@@ -7,10 +7,10 @@ re-split the 10,582 VOC-aug images 8,994/1,588 and Cityscapes' 3,475 images 2,95
 publishing the lists); ACDC split by patient from ``split_seed``.
 """
 
-from cycleseg.model.data import acdc, cityscapes, digits, voc  # noqa: F401  (registration)
-from cycleseg.model.data.base import DATASETS, DatasetInfo, PreparedData, dataset_info, normalize_images
-from cycleseg.model.data.cache import cache_key, check_source, clear_memo, prepare_dataset, train_size
-from cycleseg.model.data.splits import labeled_count, labeled_indices
+from . import acdc, cityscapes, digits, voc  # noqa: F401  (registration)
+from .base import DATASETS, DatasetInfo, PreparedData, dataset_info, normalize_images
+from .cache import cache_key, check_source, clear_memo, prepare_dataset, train_size
+from .splits import labeled_count, labeled_indices
 
 __all__ = [
     "DATASETS",

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.data.base import DatasetInfo, PreparedData, register_dataset
-from cycleseg.model.data.decode import check_labels, data_root, first_line, parallel_map, require, resize_mask, stack
-from cycleseg.model.data.splits import split_patients
-from cycleseg.model.errors import UserError
+from ..config import TrialConfig
+from ..errors import UserError
+from .base import DatasetInfo, PreparedData, register_dataset
+from .decode import check_labels, data_root, first_line, parallel_map, require, resize_mask, stack
+from .splits import split_patients
 
 ACDC_INFO = DatasetInfo(
     name="acdc",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.registry import Registry
+from ..config import TrialConfig
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class PreparedData:
 def held_out(info: DatasetInfo, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
              val_fraction: float, seed: int) -> PreparedData:
     """A dataset that ships train and test: ``val`` is ``val_fraction`` of the shipped train, drawn with ``seed``."""
-    from cycleseg.model.data.splits import hold_out
+    from .splits import hold_out
 
     tr, va = hold_out(len(train[0]), val_fraction, seed)
     return PreparedData(info, train[0][tr], train[1][tr], train[0][va], train[1][va], *test)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.data.base import DATASETS, DatasetInfo, PreparedData, dataset_info
-from cycleseg.model.data.decode import data_root
-from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write
+from ..config import TrialConfig
+from ..errors import UserError
+from ..io import atomic_write
+from .base import DATASETS, DatasetInfo, PreparedData, dataset_info
+from .decode import data_root
 
 FORMAT_VERSION = 2  # bump when a builder's output changes: old cache files are then never read
 _ARRAYS = ("train_images", "train_masks", "val_images", "val_masks", "test_images", "test_masks")

@@ -12,10 +12,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.data.base import DatasetInfo
-from cycleseg.model.errors import UserError
-from cycleseg.model.masks import IGNORE
+from ..config import TrialConfig
+from ..errors import UserError
+from ..masks import IGNORE
+from .base import DatasetInfo
 
 T = TypeVar("T")
 R = TypeVar("R")

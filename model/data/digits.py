@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.data.base import DatasetInfo, PreparedData, register_dataset
-from cycleseg.model.masks import IGNORE
+from ..config import TrialConfig
+from ..masks import IGNORE
+from .base import DatasetInfo, PreparedData, register_dataset
 
 DIGITS_INFO = DatasetInfo(
     name="digits",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cycleseg.model.errors import UserError
+from ..errors import UserError
 
 TEST_SHARE = 0.25  # ACDC: the paper's 25 of 100 exams, now the test patients
 

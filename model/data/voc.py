@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cycleseg.model.config import TrialConfig
-from cycleseg.model.data.base import DatasetInfo, PreparedData, held_out, register_dataset
-from cycleseg.model.data.decode import (
+from ..config import TrialConfig
+from ..errors import UserError
+from .base import DatasetInfo, PreparedData, held_out, register_dataset
+from .decode import (
     check_labels,
     check_same_size,
     data_root,
@@ -19,7 +20,6 @@ from cycleseg.model.data.decode import (
     resize_rgb,
     stack,
 )
-from cycleseg.model.errors import UserError
 
 VOC_INFO = DatasetInfo(
     name="voc",

@@ -1,5 +1,5 @@
 """``cycleseg report``: load → derive → tables, plots, samples → index.md (``build``)."""
 
-from cycleseg.sweep.report.build import build_report
+from .build import build_report
 
 __all__ = ["build_report"]

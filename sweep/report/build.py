@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cycleseg.model.errors import UserError
-from cycleseg.model.io import atomic_write, atomic_write_text, check_output_dir
-from cycleseg.sweep import stats, storage
-from cycleseg.sweep.plan import read_plan
-from cycleseg.sweep.report.derive import (
+from ...model.errors import UserError
+from ...model.io import atomic_write, atomic_write_text, check_output_dir
+from .. import stats, storage
+from ..plan import read_plan
+from ..results import read_sweeps
+from ..text import md_table, text_table
+from .derive import (
     CHOICE_METRIC,
     CLASS_IOU_COLUMN,
     MAX_TABLE_SETTINGS,
@@ -43,8 +45,8 @@ from cycleseg.sweep.report.derive import (
     prepare,
     slug,
 )
-from cycleseg.sweep.report.paper import Paper
-from cycleseg.sweep.report.plots import (
+from .paper import Paper
+from .plots import (
     plot_ablation,
     plot_curves,
     plot_fraction_curve,
@@ -53,8 +55,8 @@ from cycleseg.sweep.report.plots import (
     plot_val_curves,
     search_importance,
 )
-from cycleseg.sweep.report.samples import sample_grid
-from cycleseg.sweep.report.tables import (
+from .samples import sample_grid
+from .tables import (
     INCOMPLETE,
     ONE_CLASS,
     SIGNIFICANT,
@@ -68,8 +70,6 @@ from cycleseg.sweep.report.tables import (
     table2,
     table2_layout,
 )
-from cycleseg.sweep.results import read_sweeps
-from cycleseg.sweep.text import md_table, text_table
 
 MIN_SEARCH_TRIALS = 4  # fewer completed trials than this in a search group: no search section
 MIN_IMPORTANCE_CONFIGS = 8  # fANOVA over fewer configurations attributes noise
@@ -323,7 +323,7 @@ def build_report(
     out = check_output_dir(output if output is not None else Path(str(results[0])) / "report", "-o/--output")
     for r in results:  # damage anywhere in a sweep is reported, as best-config and --resume do
         read_plan(r, "restore it from a copy, or delete it (the report reads only trials/ and epochs/)")
-    from cycleseg.sweep.confirm import confirmation_note  # here: confirm reads report.derive, this package
+    from ..confirm import confirmation_note  # here: confirm reads report.derive, this package
 
     sweeps = read_sweeps(list(results))
     confirmations = [note for r in results if (note := confirmation_note(r)) is not None]

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cycleseg.model.config import DEFAULTS, EXECUTION_FIELDS, FIELD_NAMES, GAN_FIELDS, LAMBDAS
-from cycleseg.model.errors import UserError
-from cycleseg.model.metrics import predicts_one_class
+from ...model.config import DEFAULTS, EXECUTION_FIELDS, FIELD_NAMES, GAN_FIELDS, LAMBDAS
+from ...model.errors import UserError
+from ...model.metrics import predicts_one_class
 
 COMPLETED = "completed"
 # What tables report, at each trial's selected epoch (chosen on val): test by default, val to compare.

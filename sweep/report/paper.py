@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cycleseg.sweep.report.derive import ABLATION_REFERENCE, paper_pct
+from .derive import ABLATION_REFERENCE, paper_pct
 
 PAPER_DATASETS = ("voc", "cityscapes", "acdc")
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cycleseg.model.io import atomic_write
-from cycleseg.sweep.report.derive import metric_label, pct_label, row_sort_key
+from ...model.io import atomic_write
+from .derive import metric_label, pct_label, row_sort_key
 
 DPI = 110
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from cycleseg.model import checkpoint
-from cycleseg.model.errors import UserError
-from cycleseg.sweep import storage
-from cycleseg.sweep.report.derive import CHOICE_METRIC, is_null, row_sort_key
+from ...model import checkpoint
+from ...model.errors import UserError
+from .. import storage
+from .derive import CHOICE_METRIC, is_null, row_sort_key
 
 SAMPLE_ROWS = 4
 
@@ -59,8 +59,8 @@ def sample_grid(t: pd.DataFrame, block: str, fraction: float, path: Path) -> tup
     if not picks:
         return None, notes
     try:
-        from cycleseg.model.data import prepare_dataset
-        from cycleseg.model.visualize import save_sample_grid
+        from ...model.data import prepare_dataset
+        from ...model.visualize import save_sample_grid
 
         methods, generator, cfg0 = {}, None, None
         with contextlib.ExitStack() as stack:

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cycleseg.model.config import LAMBDAS
-from cycleseg.model.metrics import LEARNED_IOU
-from cycleseg.sweep import stats
-from cycleseg.sweep.report.derive import (
+from ...model.config import LAMBDAS
+from ...model.metrics import LEARNED_IOU
+from .. import stats
+from .derive import (
     ABLATION_REFERENCE,
     BASELINE,
     METHOD_PARAMS,
@@ -24,7 +24,7 @@ from cycleseg.sweep.report.derive import (
     row_sort_key,
     seed_values,
 )
-from cycleseg.sweep.report.paper import Paper
+from .paper import Paper
 
 INCOMPLETE = "†"
 SIGNIFICANT = "*"
