@@ -141,7 +141,12 @@ def _run_options(resume_help: str) -> Callable[[Callable[..., Any]], Callable[..
                      help="CPUs per worker (a single-worker trial: per trial); more leave fewer trials at once."),
         click.option("--max-concurrent", type=int, default=None,
                      help="Trials at once (default: what the cluster fits)."),
-        click.option("--dry-run", is_flag=True, help="Print the expanded trials and a compute estimate; run nothing."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the expanded trials, their compute and expected hours (steps timed here); "
+                     "run nothing."),
+        click.option("--assume-tflops", type=float, default=None, metavar="X",
+                     help="--dry-run: plan for a device sustaining X TFLOP/s (e.g. a GPU cluster you are not on) "
+                     "instead of timing steps here."),
         click.option("--resume", is_flag=True, help=resume_help),
         click.option("--verbose", is_flag=True,
                      help="Show Ray's own output too (by default it goes to <sweep>/logs/)."),

@@ -111,12 +111,13 @@ def _step_flops(cfg: TrialConfig) -> int:
     return count_step_flops(m, batch)
 
 
-def trial_flops(cfg: TrialConfig) -> tuple[int, int] | None:
-    """(optimizer steps, FLOPs) of a whole trial; None when its training-set size is not known without decoding."""
-    from .data import train_size
+def trial_flops(cfg: TrialConfig, planned: bool = False) -> tuple[int, int] | None:
+    """(optimizer steps, FLOPs) of a whole trial; None when its training-set size is not known without decoding
+    (``planned``: the dataset's standard train list stands in for one not decoded yet, ``planned_train_size``)."""
+    from .data import planned_train_size, train_size
     from .trainer import epoch_steps
 
-    n = train_size(cfg)
+    n = planned_train_size(cfg) if planned else train_size(cfg)
     if n is None:
         return None
     steps = epoch_steps(cfg, n) * cfg.epochs

@@ -8,6 +8,7 @@ a DDP trial's Train run, named by the trial id; a re-run trial resumes from them
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from . import results as res
 from . import storage as store
 from .cluster import check_address_syntax, check_resource_options
 from .console import ray_output_away
-from .dry_run import print_dry_run
+from .dry_run import Where, print_dry_run
 from .plan import PLAN_FILE, Plan, read_plan
 
 
@@ -71,6 +72,7 @@ def run_sweep(
     resume: bool = False,
     verbose: bool = False,
     mlflow: str | None = None,
+    assume_tflops: float | None = None,
     command: str = "sweep",
 ) -> SweepOutcome | None:
     """Run a sweep, or with ``resume`` finish one; returns its outcome (None for a dry run).
@@ -80,6 +82,8 @@ def run_sweep(
     store.check_storage_option(storage)  # first: everything after may read it
     overrides = parse_set(list(sets))
     check_resource_options(workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent)
+    if assume_tflops is not None and not (math.isfinite(assume_tflops) and assume_tflops > 0):
+        raise UserError(f"--assume-tflops must be a number > 0 (a device's sustained TFLOP/s), got {assume_tflops}")
     if mlflow is not None:
         from .tracking import check_tracking  # MLflow's callback module imports Ray
 
@@ -116,7 +120,8 @@ def run_sweep(
     if address:
         check_address_syntax(address)
     if dry_run:
-        print_dry_run(plan)
+        print_dry_run(plan, Where(workers_per_trial, gpus_per_worker, cpus_per_worker, max_concurrent, address,
+                                  assume_tflops))
         if address:
             print(f"note: a dry run does not contact --address {address}; a real run stops at once if no Ray "
                   "cluster answers there")

@@ -9,7 +9,7 @@ publishing the lists); ACDC split by patient from ``split_seed``.
 
 from . import acdc, cityscapes, digits, voc  # noqa: F401  (registration)
 from .base import DATASETS, DatasetInfo, PreparedData, dataset_info, normalize_images
-from .cache import cache_key, check_source, clear_memo, prepare_dataset, train_size
+from .cache import cache_key, check_source, clear_memo, planned_train_size, prepare_dataset, train_size
 from .splits import labeled_count, labeled_indices
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "labeled_count",
     "labeled_indices",
     "normalize_images",
+    "planned_train_size",
     "prepare_dataset",
     "train_size",
 ]

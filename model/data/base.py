@@ -66,16 +66,17 @@ class DatasetSpec:
     build: Builder  # (cfg, info at the resolved size, progress) -> PreparedData
     on_disk: bool  # needs cfg.data_root
     key_fields: tuple[str, ...]  # config fields besides size (and data_root) that change the arrays
+    listed_train: int | None = None  # images in the standard layout's train list: what a dry run plans with
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def register_dataset(
-    info: DatasetInfo, *, on_disk: bool, key_fields: tuple[str, ...] = ()
+    info: DatasetInfo, *, on_disk: bool, key_fields: tuple[str, ...] = (), listed_train: int | None = None
 ) -> Callable[[Builder], Builder]:
     def deco(build: Builder) -> Builder:
-        DATASETS.register(info.name)(DatasetSpec(info, build, on_disk, key_fields))
+        DATASETS.register(info.name)(DatasetSpec(info, build, on_disk, key_fields, listed_train))
         return build
 
     return deco

@@ -125,6 +125,19 @@ def _save_cache(path: Path, data: PreparedData) -> None:
         raise UserError(f"the dataset cache: {e}, or set cache_dir (or $CYCLESEG_CACHE) to a writable folder") from None
 
 
+def planned_train_size(cfg: TrialConfig) -> int | None:
+    """``train_size``, else for an on-disk dataset not decoded yet its standard train list minus the val share
+    held out (``DatasetSpec.listed_train``); None when neither is known."""
+    from .base import DATASETS
+    from .splits import hold_out_count
+
+    known = train_size(cfg)
+    listed = DATASETS.get(cfg.dataset).listed_train
+    if known is not None or listed is None:
+        return known
+    return listed - hold_out_count(listed, cfg.val_fraction)
+
+
 def train_size(cfg: TrialConfig) -> int | None:
     """Training images without decoding: digits from the config, others from a cached file; None if not cached."""
     if cfg.dataset == "digits":

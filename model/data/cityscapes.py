@@ -51,7 +51,7 @@ def _cityscapes_pair(root: Path, info: DatasetInfo, image_path: Path) -> tuple[n
     return resize_rgb(image, info), CITYSCAPES_LUT[resize_mask(label_ids.astype(np.uint8), info)]
 
 
-@register_dataset(CITYSCAPES_INFO, on_disk=True, key_fields=("split_seed", "val_fraction"))
+@register_dataset(CITYSCAPES_INFO, on_disk=True, key_fields=("split_seed", "val_fraction"), listed_train=2_975)
 def build_cityscapes(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> PreparedData:
     """Test: the shipped val split. Train: the shipped train split, of which ``val_fraction`` is held out
     as our val split (drawn with ``split_seed``). labelIds mapped to the 19 train ids."""

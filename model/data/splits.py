@@ -44,6 +44,11 @@ def labeled_indices(n_train: int, labeled_fraction: float, seed: int) -> np.ndar
     return np.sort(perm[: labeled_count(n_train, labeled_fraction)]).astype(np.int64)
 
 
+def hold_out_count(n: int, val_fraction: float) -> int:
+    """How many of ``n`` items ``hold_out`` holds out: round(val_fraction·n), at least 1, leaving at least 1."""
+    return min(n - 1, max(1, _count(n, val_fraction)))
+
+
 def hold_out(n: int, val_fraction: float, seed: int, what: str = "training images") -> tuple[np.ndarray, np.ndarray]:
     """(train, val) indices of ``n`` items: round(val_fraction·n) (≥ 1) held out by a permutation from ``seed``.
 
@@ -51,7 +56,7 @@ def hold_out(n: int, val_fraction: float, seed: int, what: str = "training image
     """
     if n < 2:
         raise UserError(f"{n} {what}: at least 2 are needed to hold out a validation split; add data")
-    k = min(n - 1, max(1, _count(n, val_fraction)))
+    k = hold_out_count(n, val_fraction)
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[k:]).astype(np.int64), np.sort(perm[:k]).astype(np.int64)
 

@@ -59,7 +59,7 @@ def _voc_pair(root: Path, info: DatasetInfo, image_id: str) -> tuple[np.ndarray,
     return resize_rgb(image, info), resize_mask(labels.astype(np.uint8), info)
 
 
-@register_dataset(VOC_INFO, on_disk=True, key_fields=("split_seed", "val_fraction"))
+@register_dataset(VOC_INFO, on_disk=True, key_fields=("split_seed", "val_fraction"), listed_train=10_582)  # train_aug
 def build_voc(cfg: TrialConfig, info: DatasetInfo, progress: bool) -> PreparedData:
     """Test: the official val.txt. Train: train_aug.txt (else train.txt) minus any id in val.txt, of which
     ``val_fraction`` is held out as our val split (drawn with ``split_seed``)."""
