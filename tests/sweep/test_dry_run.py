@@ -22,9 +22,9 @@ def _sweep(*args):
 def test_dry_run_counts_and_runs_nothing(tmp_path):
     r = _sweep("table1", "--set", "dataset=acdc", "--dry-run", "--storage", tmp_path)
     assert r.exit_code == 0, r.output
-    assert "39 trials (3 seed(s) × 13 configurations" in r.output
+    assert "75 trials (3 seed(s) × 25 configurations" in r.output  # the paper's 13 and 3 cyclegan variants' 12
     assert "per optimizer step: cyclegan " in r.output and "unknown until their on-disk dataset" in r.output
-    assert len([ln for ln in r.output.splitlines() if ln.strip().split(" ")[0].isdigit()]) == 39
+    assert len([ln for ln in r.output.splitlines() if ln.strip().split(" ")[0].isdigit()]) == 75
     assert list(tmp_path.iterdir()) == []  # nothing written, Ray never started
     r = _sweep("lambdas", "--dry-run")
     assert r.exit_code == 0 and "80 trials = 4 grid cell(s) × 20 tpe samples" in r.output

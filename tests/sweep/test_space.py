@@ -58,7 +58,12 @@ def test_digits_table1_is_four_methods_by_two_fractions_by_three_seeds():
 def test_table1_runs_full_once_per_seed_and_takes_the_dataset_from_set():
     space = load_space("table1")  # a shipped space by name
     specs = space.expand({"dataset": "cityscapes"})
-    assert len(specs) == 3 * (1 + 3 * 4)  # full collapses to labeled_fraction 1.0: 39, not 48
+    paper = [s for s in specs if s.variant == "proposed"]
+    assert len(paper) == 3 * (1 + 3 * 4)  # full collapses to labeled_fraction 1.0: 39, not 48
+    levers = {v: [s.cfg for s in specs if s.variant == v] for v in ("no_label_disc", "paper_code", "partial_code")}
+    assert {v: len(c) for v, c in levers.items()} == {v: 3 * 4 for v in levers}  # each at every fraction × seed
+    assert {c.lambda_4 for c in levers["no_label_disc"]} == {0.0} and {c.method for c in levers["partial_code"]} \
+        == {"partial"} and {c.beta1 for c in levers["partial_code"]} == {0.9}
     full = [s.cfg for s in specs if s.cfg.method == "full"]
     assert sorted(c.seed for c in full) == [0, 1, 2] and {c.labeled_fraction for c in full} == {1.0}
     assert {s.cfg.dataset for s in specs} == {"cityscapes"}
@@ -154,7 +159,8 @@ def test_search_bounds_and_points_are_validated_as_configs(tmp_path):
 
 
 def test_unknown_space_lists_the_shipped_ones():
-    with pytest.raises(UserError, match="ablation, demo, digits-ablation, digits-table1, lambdas, table1"):
+    shipped = "ablation, demo, digits-ablation, digits-search, digits-table1, lambdas, table1"
+    with pytest.raises(UserError, match=shipped):
         resolve_space_path("no_such_space")
 
 
