@@ -15,7 +15,7 @@ import dataclasses
 import time
 from typing import Any
 
-from ..model.config import TrialConfig
+from ..model.config import FIELD_NAMES, TrialConfig
 from ..model.flops import step_flops
 from .cluster import Resources, trials_that_fit
 
@@ -133,11 +133,16 @@ def estimate_lines(trials: list[tuple[TrialConfig, int, int]], times: dict[Trial
     from ..model.data import dataset_info
 
     lines = []
+    labels = {}
+    for key in times:
+        info = dataset_info(key)
+        labels[key] = f"{key.method} step ({key.preset} preset, {info.height}x{info.width}, batch {key.batch_size}"
     for key, t in times.items():
         shown = f"{t.seconds * 1000:.1f} ms" if t.seconds is not None else "?"
-        info = dataset_info(key)
-        lines.append(f"  {key.method} step ({key.preset} preset, {info.height}x{info.width}, batch "
-                     f"{key.batch_size}): {shown} ({t.how})")
+        alike = [k for k in times if labels[k] == labels[key]]  # e.g. a variant: name what sets it apart
+        differ = [f for f in FIELD_NAMES if len({getattr(k, f) for k in alike}) > 1]
+        apart = "".join(f", {f}={getattr(key, f)}" for f in differ)
+        lines.append(f"  {labels[key]}{apart}): {shown} ({t.how})")
     if known:
         busy = sum(steps * n * times[shape_key(cfg)].seconds for cfg, steps, n in known)
         unit = "GPU" if device == "cuda" else "CPU-worker"

@@ -306,6 +306,8 @@ class SearchSpace:
         every = set(self.grid) | (set(self.search.params) if self.search is not None else set())
         if self.seeds is not None:
             every.add("seed")
+        if self.variants:  # a field every variant sets is set in every trial
+            every |= set.intersection(*(set(v) for v in self.variants.values()))
         some = {k for v in self.variants.values() for k in v} - every
         return sorted(k for k in sets if k in every), sorted(k for k in sets if k in some)
 

@@ -38,14 +38,15 @@ def tiny(extra=""):
     return TINY_BASE + textwrap.dedent(extra)
 
 
-def test_demo_is_three_methods_at_20_percent_by_three_seeds():
+def test_demo_is_partial_two_cyclegans_and_full_at_20_percent_by_three_fresh_seeds():
     specs = load_space("demo").expand()
-    combos = {(s.cfg.method, s.cfg.labeled_fraction, s.cfg.seed) for s in specs}
+    arms = {(s.variant, s.cfg.method, s.cfg.labeled_fraction, s.cfg.lambda_4) for s in specs}
     # full, the positive control, records the labeled fraction it trains on: 1.0
-    assert combos == {(m, f, s) for m, f in (("cyclegan", 0.2), ("partial", 0.2), ("full", 1.0)) for s in (0, 1, 2)}
+    assert arms == {("proposed", "cyclegan", 0.2, 1.0), ("no_label_disc", "cyclegan", 0.2, 0.0),
+                    ("partial", "partial", 0.2, 1.0), ("full", "full", 1.0, 1.0)}
     assert all(s.cfg.dataset == "digits" and s.cfg.preset == "tiny" and s.cfg.ngf == 8 for s in specs)
-    # seeds outermost: the first pass covers every configuration once
-    assert [s.cfg.seed for s in specs] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # seeds that chose nothing (the ablation read 0–4, the search 0–1), outermost: one full pass per seed
+    assert [s.cfg.seed for s in specs] == [100] * 4 + [101] * 4 + [102] * 4
 
 
 def test_digits_table1_is_four_methods_by_two_fractions_by_three_seeds():
