@@ -29,6 +29,9 @@ TRAIN_ENV = {
     "RAY_TRAIN_METRICS_ENABLED": "0",
     "TUNE_GLOBAL_CHECKPOINT_S": "1",
     "RAY_AIR_NEW_OUTPUT": "0",
+    # Ctrl-C reaches the driver as KeyboardInterrupt: Tune's own handler ends the running trials as if they had
+    # finished (a resume would never train them again); interrupted, they resume from their last checkpoint
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 
 

@@ -139,9 +139,9 @@ def run_sweep(
             failed = execute(plan, name, root, sweep_dir, configs, resume=resume, address=address, log=log,
                              mlflow=mlflow, workers_per_trial=workers_per_trial, gpus_per_worker=gpus_per_worker,
                              cpus_per_worker=cpus_per_worker, max_concurrent=max_concurrent)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over SIGINT
+    except KeyboardInterrupt:  # Ctrl-C (Tune's own SIGINT handler is off: ray_compat.TRAIN_ENV)
         raise Interrupted(_kept(sweep_dir, plan, go_on)) from None
-    if failed is None:  # Tune stopped (its SIGINT handler: a first Ctrl-C) before every trial ended
+    if failed is None:  # Tune stopped before every trial ended
         raise Interrupted(_kept(sweep_dir, plan, go_on))
     return SweepOutcome(sweep_dir, failed)
 

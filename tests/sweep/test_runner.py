@@ -305,10 +305,11 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning(cluster, cache, tmp_p
 
 @pytest.mark.timeout(300)
 def test_ctrl_c_stops_a_sweep_in_seconds_saying_what_was_kept_and_how_to_finish(cluster, cache, tmp_path):
-    """A real SIGINT to a real driver while a trial trains: Tune stops, and the last line says what is kept."""
+    """A real SIGINT to a real driver while a trial trains: one line says what is kept, and --resume trains the
+    interrupted trial on from its checkpoint (Tune's own SIGINT handler would end it as finished, and lose it)."""
     p = space(tmp_path, """
     grid:
-      epochs: [40, 2]
+      epochs: [20, 2]
     """)
     storage = tmp_path / "runs"
     sweep_dir = storage / "ctrlc"
@@ -333,6 +334,14 @@ def test_ctrl_c_stops_a_sweep_in_seconds_saying_what_was_kept_and_how_to_finish(
         f"interrupted: 0 of 2 trials finished and are kept in {sweep_dir} (running ones resume from their last "
         f"checkpoint); finish with: cycleseg sweep --resume --name ctrlc --storage {storage}")
     assert "Traceback" not in err and took < 20, (took, err)
+    assert not (sweep_dir / "trials").exists()  # no trial ended, none is recorded as if it had
+
+    run_sweep(None, name="ctrlc", storage=str(storage), resume=True, gpus_per_worker=0)
+    df = pd.read_parquet(sweep_dir / "trials")
+    assert sorted(zip(df["epochs"], df["status"], df["epochs_run"], strict=True)) == [(2, "completed", 2),
+                                                                                       (20, "completed", 20)]
+    long = df.set_index("epochs").loc[20, "trial_id"]
+    assert next(x["epoch"] for x in results_json(sweep_dir, long) if x["resumed"]) > 1  # on from its checkpoint
 
 
 def test_resume_keeps_the_workers_per_trial_the_sweep_started_with(cluster, tmp_path):
