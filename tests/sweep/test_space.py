@@ -74,7 +74,7 @@ def test_table1_runs_full_once_per_seed_and_takes_the_dataset_from_set():
 
 def test_ablation_zeroes_one_lambda_per_variant():
     specs = load_space("ablation").expand()
-    assert len(specs) == 24  # 8 variants × 3 seeds
+    assert len(specs) == 27  # 9 variants × 3 seeds
     by_variant = {s.variant: s.cfg for s in specs if s.cfg.seed == 0}
     lambdas = {v: (c.lambda_2, c.lambda_3, c.lambda_4, c.lambda_5) for v, c in by_variant.items()
                if c.method == "cyclegan"}
@@ -85,7 +85,9 @@ def test_ablation_zeroes_one_lambda_per_variant():
         "no_label_disc": (0.05, 1.0, 0.0, 1.0),
         "no_image_disc": (0.05, 1.0, 1.0, 0.0),
         "paper_code": (0.05, 1.0, 0.5, 0.5),  # the authors' code, with its own D_S input, D norm and pools
+        "instance_noise": (0.05, 1.0, 1.0, 1.0),  # the paper's λ's, noise on the discriminators' inputs
     }
+    assert by_variant["instance_noise"].instance_noise == 0.1 and by_variant["proposed"].instance_noise == 0.0
     code = by_variant["paper_code"]
     assert (code.d_s_input, code.d_norm, code.pool_size, code.recipe) == ("detached_argmax", "instance", 50,
                                                                           "paper-code")
