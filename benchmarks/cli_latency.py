@@ -20,7 +20,8 @@ COMMANDS = [
     ["--help"],
     ["sweep", "--list"],
     ["sweep", "--help"],
-    ["sweep", "demo", "--dry-run"],
+    ["sweep", "demo", "--dry-run"],  # times a few steps of each network shape here
+    ["sweep", "demo", "--dry-run", "--assume-tflops", "1"],  # the same without timing steps
     ["sweep", "demo", "--dry-run", "--storage", "ftp://x/y"],  # refused before anything else
 ]
 
