@@ -16,13 +16,14 @@ import time
 from typing import Any
 
 from ..model.config import FIELD_NAMES, TrialConfig
+from ..model.data import dataset_info
 from ..model.flops import step_flops
-from .cluster import Resources, trials_that_fit
+from .cluster import resolve_resources, trials_that_fit
 
 MEASURE_STEPS, MEASURE_WARMUP = 3, 1
 MEASURE_LIMIT_S = 2.0  # a step that would take longer is not timed by a dry run
 CPU_GUESS_TFLOPS = 0.02  # one core's rate on small networks (BENCHMARKS.md), to judge what is quick to time
-H100_BF16_PEAK_TFLOPS = 989.0
+H100_BF16_PEAK_TFLOPS = 989.0  # H100 SXM dense bf16 tensor-core peak (NVIDIA datasheet, no sparsity)
 H100_ASSUMED_TFLOPS = 0.3 * H100_BF16_PEAK_TFLOPS  # 30 % of the dense bf16 peak: what BENCHMARKS.md expects
 
 
@@ -36,7 +37,7 @@ def measure_step_seconds(cfg: TrialConfig, device: str, threads: int = 1) -> flo
     ``threads`` torch CPU threads: what a trial's worker gets (one per CPU it holds)."""
     import torch
 
-    from ..model.data import dataset_info, normalize_images
+    from ..model.data import normalize_images
     from ..model.device import resolve_device
     from ..model.methods import Batch, create_method
 
@@ -107,17 +108,17 @@ def local_device(configs: list[TrialConfig]) -> str:
     return "cuda"
 
 
-def local_concurrency(r_workers: int, gpus_per_worker: float | None, cpus_per_worker: float,
+def local_concurrency(workers: int, gpus_per_worker: float | None, cpus_per_worker: float,
                       max_concurrent: int | None) -> tuple[int, str]:
-    """Trials at once on the embedded Ray a sweep here would start (this machine's CPUs and GPUs)."""
+    """Trials at once on the embedded Ray a sweep here would start (this machine's CPUs and GPUs), by the rules a
+    real run applies (``cluster.resolve_resources``, ``cluster.trials_that_fit``)."""
     import os
 
     import torch
 
     gpus = float(torch.cuda.device_count()) if torch.cuda.is_available() else 0.0
     node = {"CPU": float(os.cpu_count() or 1), "GPU": gpus}
-    per_gpu = gpus_per_worker if gpus_per_worker is not None else (1.0 if gpus else 0.0)
-    fit = trials_that_fit([node], Resources(r_workers, cpus_per_worker, per_gpu))
+    fit = trials_that_fit([node], resolve_resources(workers, gpus_per_worker, cpus_per_worker, [node]))
     n = max(1, min(fit, max_concurrent) if max_concurrent else fit)
     return n, f"this machine ({node['CPU']:g} CPUs, {gpus:g} GPUs) fits {fit} trial(s) at once"
 
@@ -130,8 +131,6 @@ def estimate_lines(trials: list[tuple[TrialConfig, int, int]], times: dict[Trial
                    why_concurrent: str, per_trial_devices: float, device: str) -> list[str]:
     """The dry run's time lines. ``trials``: (config, optimizer steps, how many such trials)."""
     known = [(cfg, steps, n) for cfg, steps, n in trials if times[shape_key(cfg)].seconds is not None]
-    from ..model.data import dataset_info
-
     lines = []
     labels = {}
     for key in times:

@@ -45,7 +45,8 @@ class CellSearcher(Searcher):
             )
             for i in range(len(cells))
         ]
-        self.journal = StudyJournal(sweep_dir, cell_names(cells), search.mode) if sweep_dir else None
+        rows = [resolve_config(c["overrides"]).to_dict() for c in cells]
+        self.journal = StudyJournal(sweep_dir, cell_names(rows), search.mode) if sweep_dir else None
         self.params: dict[str, dict[str, Any]] = {}  # sample -> its parameters, until every seed has ended
         self.drawn = [0] * len(cells)
         self.queue: list[tuple[int, str, dict[str, Any], int]] = []  # (cell, sample, params, seed)

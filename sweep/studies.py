@@ -17,22 +17,17 @@ import tempfile
 from typing import Any
 
 from . import storage
+from .dry_run import varying_fields
 
 JOURNAL = "optuna.journal"
 SAMPLE_ATTR = "cycleseg_sample"  # the searcher's name of the configuration: each is added once
 
 
-def cell_names(cells: list[dict[str, Any]]) -> list[str]:
-    """A study name per cell: the grid factors (and variant) that tell the cells apart."""
-    if len(cells) == 1:
-        return ["search"]
-    keys = sorted({k for c in cells for k in c["overrides"]})
-    varying = [k for k in keys if len({repr(c["overrides"].get(k)) for c in cells}) > 1]
-    names = []
-    for c in cells:
-        parts = [f"{k}={c['overrides'].get(k)}" for k in varying]
-        names.append(", ".join(parts + ([f"variant={c['variant']}"] if c.get("variant") else [])))
-    return names
+def cell_names(rows: list[dict[str, Any]]) -> list[str]:
+    """A study name per cell (``rows``: each cell's resolved config): the fields that tell the cells apart, as
+    the closing summary and ``export.cell_winners`` name a cell (``labeled_fraction=0.1``)."""
+    differing = [k for k in varying_fields(rows) if k != "seed"]
+    return [" ".join(f"{k}={r[k]}" for k in differing) or "search" for r in rows]
 
 
 class StudyJournal:
