@@ -9,6 +9,8 @@ Run by hand (not a test); results go into BENCHMARKS.md::
     .venv/bin/python benchmarks/bench.py                    # CPU (or CUDA if present), every preset/method
     .venv/bin/python benchmarks/bench.py --device cuda --markdown
     .venv/bin/python benchmarks/bench.py --ray-overhead     # only the sweep's fixed cost per trial
+    git worktree add /tmp/before <commit>                    # then time its step beside this one's:
+    .venv/bin/python benchmarks/bench.py --baseline /tmp/before --presets tiny --size 32x32 --set batch_size=10
 
 Each (preset, method) runs in a fresh subprocess, so peak memory is that configuration's alone. A
 subprocess builds the method through ``METHODS`` from a resolved ``TrialConfig`` on real ``digits``
@@ -17,6 +19,9 @@ batches drawn by ``EpochBatches`` (uint8 arrays resident on the device, normalis
 warm-up step), the other warm-up steps, then times ``steps`` calls of ``optimize_parameters``
 including the batch draw, ended by ``torch.cuda.synchronize`` on CUDA (a final ``.item()`` on CPU),
 and times as many again on batches drawn beforehand (what the draw itself costs, host syncs included).
+With ``--baseline DIR`` each configuration also runs on the code of another checkout (``DIR`` imported as
+``cycleseg``, this script's measurement), alternating with this checkout ``--repeat`` times, so the before/after
+table comes from one run on one machine state; each side's row is its median repeat by step time.
 
 FLOP model: the project's one (``cycleseg.model.flops``, also behind ``cycleseg sweep --dry-run``):
 ``FlopCounterMode`` counts the matmul/convolution FLOPs (2 per MAC) of one whole
@@ -106,6 +111,7 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
+    Column("code", "code"),
     Column("preset", "preset"),
     Column("method", "method"),
     Column("device", "device"),
@@ -113,6 +119,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("copies", "copies"),
     Column("batch", "batch L+U"),
     Column("steps", "steps"),
+    Column("warmup_s", "warm-up s", "{:.1f}"),
     Column("step_ms", "step ms", "{:.1f}"),
     Column("median_step_ms", "median ms", "{:.1f}"),
     Column("predrawn_step_ms", "pre-drawn ms", "{:.1f}"),
@@ -245,6 +252,7 @@ def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str
         del eager
         if cuda:
             torch.cuda.empty_cache()
+    built = time.perf_counter()
     method = create_method(cfg, data.info, device, total_iters)
     if cuda:
         torch.cuda.synchronize()
@@ -259,6 +267,7 @@ def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str
         method.optimize_parameters(next(draw))
     if cuda:
         torch.cuda.synchronize()
+    warmup_seconds = time.perf_counter() - built  # build + warm-up steps: torch.compile's cost shows here
     if spec.get("barrier"):  # --concurrent: every copy starts timing together
         barrier = Path(spec["barrier"])
         (barrier / f"ready-{os.getpid()}").touch()
@@ -283,6 +292,7 @@ def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str
 
     out = {
         "seconds": seconds,
+        "warmup_s": warmup_seconds,
         "median_step_ms": None if cuda else 1000 * statistics.median(np.diff([0.0, *ends])),
         "predrawn_step_ms": 1000 * predrawn_seconds / spec["steps"],
         "labeled_per_step": n_l // spec["steps"],
@@ -290,7 +300,7 @@ def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str
         "flops_step": flops,
         "data_bytes": batches.images.nbytes + batches.masks.nbytes,
         "amp_bf16": method.use_amp,
-        "channels_last": cfg.channels_last,
+        "channels_last": method.memory_format == torch.channels_last,
         "compile": cfg.compile,
         "threads": torch.get_num_threads(),
         "ngf": cfg.ngf,
@@ -335,13 +345,27 @@ def config_layers(args: argparse.Namespace, preset: str, method: str, device: st
     return [base, parse_set(args.set)]
 
 
-def run_cell(layers: list[dict[str, Any]], spec: dict[str, Any], copies: int) -> list[dict[str, Any]]:
-    """Run ``copies`` subprocesses of one configuration at once; their raw results (or errors)."""
+def code_env(checkout: Path | None, shim: Path) -> dict[str, str] | None:
+    """The environment of a worker that imports ``cycleseg`` from ``checkout`` (None: this checkout's install):
+    ``shim`` gets a ``cycleseg`` link to it and leads PYTHONPATH, ahead of the editable install's finder."""
+    if checkout is None:
+        return None
+    link = shim / "cycleseg"
+    if not link.exists():
+        shim.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(checkout.resolve(), target_is_directory=True)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))}
+
+
+def run_cell(layers: list[dict[str, Any]], spec: dict[str, Any], copies: int,
+             env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Run ``copies`` subprocesses of one configuration at once (``env``: see ``code_env``); their raw results
+    (or errors)."""
     with tempfile.TemporaryDirectory(prefix="cycleseg-bench-") as barrier:
         spec = {**spec, "copies": copies, "barrier": barrier if copies > 1 else None}
         payload = json.dumps({"layers": layers, "spec": spec})
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", payload]
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                  for _ in range(copies)]
         results = []
         for p in procs:
@@ -352,6 +376,64 @@ def run_cell(layers: list[dict[str, Any]], spec: dict[str, Any], copies: int) ->
                 last = (stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
                 results.append({"error": last[:160]})
         return results
+
+
+def cell_row(ident: dict[str, Any], raws: list[dict[str, Any]], peak: float | None, g_fwd: int) -> dict[str, Any]:
+    """One table row from the raw results of a cell's copies: throughput adds up, time per step is the mean."""
+    errors = [r["error"] for r in raws if "error" in r]
+    if errors:
+        return {**ident, "error": errors[0]}
+    per = [derive({**ident, **r}, peak, g_fwd) for r in raws]
+    row = dict(per[0])
+    if len(per) > 1:
+        row["seconds"] = sum(r["seconds"] for r in per) / len(per)
+        row["step_ms"] = sum(r["step_ms"] for r in per) / len(per)
+        row["predrawn_step_ms"] = statistics.mean(r["predrawn_step_ms"] for r in per)
+        if row["median_step_ms"] is not None:
+            row["median_step_ms"] = statistics.mean(r["median_step_ms"] for r in per)
+        for k in ("img_s_labeled", "img_s_unlabeled", "img_s_total", "tflops"):
+            row[k] = sum(r[k] for r in per)
+        row["pct_peak"] = 100 * row["tflops"] / peak if peak else None
+        row["mem_peak"] = max(r["mem_peak"] for r in per)
+        row["mem_step"] = max(r["mem_step"] for r in per)
+    if row["device"] == "cuda" and len(per) == 1:  # with copies the device figure mixes processes
+        row["trials_per_gpu"] = int(row["gpu_total"] // row["gpu_used_process"])
+    return row
+
+
+def median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of one code's repeats of a cell, the one with the median step time (the lower middle of an even count);
+    an error if any repeat failed."""
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        return failed[0]
+    return sorted(rows, key=lambda r: r["step_ms"])[(len(rows) - 1) // 2]
+
+
+def speedup_table(results: list[dict[str, Any]]) -> str:
+    """Markdown: per preset × method, the before and after step times and after's speed-up (before / after)."""
+    cells: dict[tuple[str, str], dict[str, float]] = {}
+    for r in results:
+        if "error" not in r:
+            cells.setdefault((r["preset"], r["method"]), {})[r["code"]] = r["step_ms"]
+    lines = ["| preset | method | before ms | after ms | speed-up |", "|---|---|---:|---:|---:|"]
+    for (preset, method), t in cells.items():
+        if {"before", "after"} <= t.keys():
+            lines.append(f"| {preset} | {method} | {t['before']:.1f} | {t['after']:.1f} | "
+                         f"{t['before'] / t['after']:.2f}× |")
+    return "\n".join(lines)
+
+
+def git_head(checkout: Path) -> str:
+    """The short commit of ``checkout`` (+ "-dirty" with uncommitted changes), or "?" outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("-dirty" if dirty else "")
 
 
 def machine_description(threads: int, gpu: str | None) -> str:
@@ -447,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="after the step table, also measure the sweep's fixed cost per trial (one command for both)")
     ap.add_argument("--ray-trials", type=int, default=4, help="--ray-overhead: trials (1 epoch each)")
     ap.add_argument("--ray-concurrent", type=int, default=2, help="--ray-overhead: trials at once")
+    ap.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                    help="also time the step of another checkout (e.g. a git worktree of main), alternating with this")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per configuration and code; the median is reported")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -476,8 +561,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{name}: unknown {bad or 'empty list'}; choose from {','.join(valid)}")
     if args.size is None:
         args.size = (200, 200) if device == "cuda" else (64, 64)
-    if args.concurrent < 1:
-        ap.error("--concurrent must be >= 1")
+    if args.concurrent < 1 or args.repeat < 1:
+        ap.error("--concurrent and --repeat must be >= 1")
+    if args.baseline and not (args.baseline / "model" / "methods.py").is_file():
+        ap.error(f"--baseline {args.baseline}: not a cycleseg checkout (no model/methods.py); "
+                 "make one with: git worktree add DIR <commit>")
     peak = args.peak_tflops if args.peak_tflops is not None else (H100_BF16_DENSE_TFLOPS if device == "cuda" else None)
     warmup = args.warmup if args.warmup is not None else (3 if device == "cuda" else 1)
     if warmup < 1:
@@ -497,39 +585,31 @@ def main(argv: list[str] | None = None) -> int:
     digits = DATASETS.get("digits").info
     results: list[dict[str, Any]] = []
     cells = [(p, m) for p in presets for m in methods]
+    codes = [("before", args.baseline), ("after", None)] if args.baseline else [("this", None)]
+    shim = Path(tempfile.mkdtemp(prefix="cycleseg-bench-code-"))
     for i, (preset, method) in enumerate(cells, 1):
         steps = args.steps or (CUDA_STEPS if device == "cuda" else CPU_STEPS[preset])
-        print(f"[{i}/{len(cells)}] {preset:>5} {method:<8} {device} {h}x{w}: {warmup} warm-up + {steps} steps "
-              f"× {args.concurrent} …", file=sys.stderr, flush=True)
-        spec = {"steps": steps, "warmup": warmup, "threads": args.threads}
-        raws = run_cell(config_layers(args, preset, method, device), spec, args.concurrent)
         n = PRESETS[preset]
         g_fwd = generator_forward_flops(digits.in_channels, digits.num_classes, n["ngf"], n["n_blocks"], h, w)
-        ident = {"preset": preset, "method": method, "device": device, "size": f"{h}x{w}",
-                 "copies": args.concurrent, "steps": steps}
-        errors = [r["error"] for r in raws if "error" in r]
-        if errors:
-            results.append({**ident, "error": errors[0]})
-            print(f"    error: {errors[0]}", file=sys.stderr)
-            continue
-        per = [derive({**ident, **r}, peak, g_fwd) for r in raws]
-        row = dict(per[0])
-        if len(per) > 1:  # aggregate over the copies: throughput adds up, time per step is the mean
-            row["seconds"] = sum(r["seconds"] for r in per) / len(per)
-            row["step_ms"] = sum(r["step_ms"] for r in per) / len(per)
-            row["predrawn_step_ms"] = statistics.mean(r["predrawn_step_ms"] for r in per)
-            if row["median_step_ms"] is not None:
-                row["median_step_ms"] = statistics.mean(r["median_step_ms"] for r in per)
-            for k in ("img_s_labeled", "img_s_unlabeled", "img_s_total", "tflops"):
-                row[k] = sum(r[k] for r in per)
-            row["pct_peak"] = 100 * row["tflops"] / peak if peak else None
-            row["mem_peak"] = max(r["mem_peak"] for r in per)
-            row["mem_step"] = max(r["mem_step"] for r in per)
-        if device == "cuda" and len(per) == 1:  # with copies the device figure mixes processes
-            row["trials_per_gpu"] = int(row["gpu_total"] // row["gpu_used_process"])
-        results.append(row)
-        print(f"    {row['step_ms']:.1f} ms/step, {row['img_s_total']:.2f} img/s, "
-              f"{row['gflop_step']:.2f} GFLOP/step, {row['tflops']:.3f} TFLOP/s", file=sys.stderr)
+        spec = {"steps": steps, "warmup": warmup, "threads": args.threads}
+        runs: dict[str, list[dict[str, Any]]] = {code: [] for code, _ in codes}
+        for rep in range(args.repeat):  # alternate the codes, so drift in the machine's speed hits both
+            for code, checkout in codes:
+                print(f"[{i}/{len(cells)}] {code} {preset:>5} {method:<8} {device} {h}x{w}: {warmup} warm-up + "
+                      f"{steps} steps × {args.concurrent}, repeat {rep + 1}/{args.repeat} …",
+                      file=sys.stderr, flush=True)
+                ident = {"code": code, "preset": preset, "method": method, "device": device, "size": f"{h}x{w}",
+                         "copies": args.concurrent, "steps": steps}
+                raws = run_cell(config_layers(args, preset, method, device), spec, args.concurrent,
+                                code_env(checkout, shim / code))
+                row = cell_row(ident, raws, peak, g_fwd)
+                runs[code].append(row)
+                if "error" in row:
+                    print(f"    error: {row['error']}", file=sys.stderr)
+                else:
+                    print(f"    {row['step_ms']:.1f} ms/step, {row['img_s_total']:.2f} img/s, "
+                          f"{row['gflop_step']:.2f} GFLOP/step, {row['tflops']:.3f} TFLOP/s", file=sys.stderr)
+        results += [median_run(rows) for rows in runs.values()]
 
     out = io.StringIO()
     amp = sorted({"bf16 autocast" if r["amp_bf16"] else "fp32" for r in results if "amp_bf16" in r})
@@ -553,6 +633,10 @@ def main(argv: list[str] | None = None) -> int:
     print("", file=out)
     print(format_table(results, args.markdown), file=out)
     print("", file=out)
+    if args.baseline:
+        print(f"Before = the checkout at {args.baseline} (git {git_head(args.baseline)}), after = this one "
+              f"(git {git_head(Path(__file__).resolve().parents[1])}); each the median of {args.repeat} "
+              f"alternating runs:\n\n{speedup_table(results)}\n", file=out)
     print(flop_model_text(args, presets, methods), file=out)
     fit = gpu_fit_text(results)
     if fit:

@@ -61,8 +61,9 @@ from torch.optim import Adam, Optimizer
 
 from . import losses
 from .config import RAMPED_LAMBDAS
+from .device import resolve_memory_format
 from .errors import UserError
-from .masks import IGNORE, one_hot
+from .masks import IGNORE, one_hot, predicted_classes
 from .metrics import ConfusionMatrix
 from .networks import create_network, init_weights, patch_min_side
 from .registry import Registry
@@ -119,13 +120,14 @@ class Method:
         self.total_iters = total_iters
         self.iteration = 0  # optimize_parameters calls so far
         self.unlabeled_steps = 0  # of them, those that fed the unlabeled batch to a network (draws_unlabeled)
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.memory_format = resolve_memory_format(cfg.channels_last, self.device)
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"  # never autocast on CPU
         self.raw_networks: dict[str, nn.Module] = {}
         self.networks: dict[str, nn.Module] = {}
         self.frozen_networks: dict[str, nn.Module] = {}  # unwrapped (maybe compiled): frozen passes, predict
         self.optimizers: dict[str, Optimizer] = {}
         self.pools: dict[str, HistoryPool] = {}  # per discriminator, when it keeps a history (saved with the state)
+        self.per_sample: dict[str, bool] = {}  # network -> no batch statistics: batches can share a pass
         self._frozen: set[str] = set()
 
     # --- building ---------------------------------------------------------------------------
@@ -134,6 +136,7 @@ class Method:
         with torch.device("meta") if self.device.type == "meta" else contextlib.nullcontext():
             net = init_weights(create_network(kind, **kwargs)).to(self.device, memory_format=self.memory_format)
         self.raw_networks[name] = net
+        self.per_sample[name] = is_per_sample(net)
         self.frozen_networks[name] = self.networks[name] = self._compiled(net)
 
     def _compiled(self, net: nn.Module) -> nn.Module:
@@ -174,6 +177,15 @@ class Method:
             out = net(x)
         return out.float()
 
+    def _fwd_each(self, name: str, *xs: Tensor) -> list[Tensor]:
+        """Network ``name`` on each of ``xs``: one pass over their concatenation where that is the same
+        arithmetic (``per_sample``) and the same backward (all inputs need a gradient or none does: else the
+        merged pass would compute input gradients nobody asked for), else one pass each. A merged pass pays
+        each layer's fixed cost once."""
+        if len(xs) <= 1 or not self.per_sample[name] or len({x.requires_grad for x in xs}) > 1:
+            return [self._fwd(name, x) for x in xs]
+        return list(self._fwd(name, torch.cat(xs)).split([len(x) for x in xs]))
+
     def _set_requires_grad(self, names: Iterable[str], flag: bool) -> None:
         for n in names:
             for p in self.raw_networks[n].parameters():
@@ -204,7 +216,7 @@ class Method:
         with self.eval_mode():
             for s in range(0, len(images), batch_size):
                 x = normalize_images(torch.as_tensor(images[s : s + batch_size]).to(self.device))
-                cm.update(self.predict(x).argmax(1), torch.as_tensor(masks[s : s + batch_size]).to(self.device).long())
+                cm.update(self.predict(x), torch.as_tensor(masks[s : s + batch_size]).to(self.device).long())
         return cm
 
     # --- training ---------------------------------------------------------------------------
@@ -270,6 +282,11 @@ class Method:
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+
+def is_per_sample(net: nn.Module) -> bool:
+    """Whether ``net`` treats each sample alone (no batch norm): then one pass over two batches is two passes."""
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 class HistoryPool:
@@ -420,7 +437,7 @@ class CycleGAN(Method):
             return s_u
         if mode == "gumbel":
             return self._fmt(F.gumbel_softmax(logits_u, tau=self.cfg.gumbel_tau, hard=False, dim=1))
-        hard = self._fmt(one_hot(logits_u.detach().argmax(dim=1), self.info.num_classes, s_u.dtype))
+        hard = self._fmt(one_hot(predicted_classes(logits_u.detach()), self.info.num_classes, s_u.dtype))
         if mode == "detached_argmax":
             return hard
         return hard + (s_u - s_u.detach())  # straight_through: the forward value is exactly ``hard``
@@ -443,12 +460,14 @@ class CycleGAN(Method):
             sigma *= max(0.0, 1.0 - self.iteration / max(1, self.total_iters))
         return sigma
 
-    def judge(self, name: str, x: Tensor) -> Tensor:
-        """Discriminator ``name``'s scores of ``x``, with instance noise on its input when σ > 0."""
+    def judge(self, name: str, *xs: Tensor) -> Tensor | list[Tensor]:
+        """Discriminator ``name``'s scores of each of ``xs`` (one pass where it has no batch statistics),
+        with instance noise on each input when σ > 0; one input, one score map."""
         sigma = self.noise_sigma()
         if sigma > 0:
-            x = x + sigma * torch.randn_like(x)
-        return self._fwd(name, x)
+            xs = tuple(x + sigma * torch.randn_like(x) for x in xs)
+        scores = self._fwd_each(name, *xs)
+        return scores[0] if len(xs) == 1 else scores
 
     # --- the two phases ---------------------------------------------------------------------
     def generator_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -465,11 +484,16 @@ class CycleGAN(Method):
         terms: dict[str, Tensor] = {}
         saved: dict[str, Tensor] = {}
 
-        logits = self._fwd("G_IS", x)
+        # G_IS on x and x', then G_SI on y and s_u: each pair in one pass where the network allows it
+        cycle_u = lam3 > 0 or lam4 > 0
+        logits, *rest = self._fwd_each("G_IS", x, *([x_u] if cycle_u else []))
         terms["S_gen"] = losses.cross_entropy(logits, y)  # Eq. 1
         y_onehot = self._fmt(one_hot(y, self.info.num_classes)) if lam1 or lam2 or lam4 or lam5 else None
+        s_u = torch.softmax(rest[0], dim=1) if cycle_u else None
+        g_si_in = ([y_onehot] if lam1 > 0 or lam2 > 0 or lam5 > 0 else []) + ([s_u] if lam3 > 0 else [])
+        g_si_out = self._fwd_each("G_SI", *g_si_in)
         if lam1 > 0 or lam2 > 0 or lam5 > 0:
-            x_fake = self._fwd("G_SI", y_onehot)  # G_SI(y)
+            x_fake = g_si_out[0]  # G_SI(y)
             if lam1 > 0:
                 terms["I_gen"] = losses.l2(x_fake, x)  # Eq. 3
             if lam2 > 0:
@@ -477,14 +501,12 @@ class CycleGAN(Method):
             if lam5 > 0:
                 terms["I_adv_G"] = losses.lsgan_real(self.judge("D_I", x_fake))  # Eq. 5, G side
                 saved["x_fake"], saved["x_u"] = x_fake.detach(), x_u
-        if lam3 > 0 or lam4 > 0:
+        if cycle_u:
             # softmax probabilities into G_SI, not a detached argmax: the cycle's gradient reaches G_IS
-            logits_u = self._fwd("G_IS", x_u)
-            s_u = torch.softmax(logits_u, dim=1)
             if lam3 > 0:
-                terms["I_cycle"] = losses.l1(self._fwd("G_SI", s_u), x_u)  # Eq. 6
+                terms["I_cycle"] = losses.l1(g_si_out[-1], x_u)  # Eq. 6
             if lam4 > 0:
-                seen = self.d_s_view(logits_u, s_u)
+                seen = self.d_s_view(rest[0], s_u)
                 terms["S_adv_G"] = losses.lsgan_real(self.judge("D_S", seen))  # Eq. 4, G side
                 saved["s_u"], saved["y_valid"] = seen.detach(), y != IGNORE
                 saved["y_onehot"] = self.real_mask_view(y_onehot, y, logits)
@@ -506,13 +528,11 @@ class CycleGAN(Method):
         real = 1.0 - self.cfg.real_label_smoothing
         terms: dict[str, Tensor] = {}
         if "s_u" in saved:
-            fake = self.pools["D_S"].query(saved["s_u"])
-            terms["S_adv_D"] = 0.5 * (losses.lsgan_real(self.judge("D_S", saved["y_onehot"]), saved["y_valid"], real)
-                                      + losses.lsgan_fake(self.judge("D_S", fake)))
+            d_real, d_fake = self.judge("D_S", saved["y_onehot"], self.pools["D_S"].query(saved["s_u"]))
+            terms["S_adv_D"] = 0.5 * (losses.lsgan_real(d_real, saved["y_valid"], real) + losses.lsgan_fake(d_fake))
         if "x_fake" in saved:
-            fake = self.pools["D_I"].query(saved["x_fake"])
-            terms["I_adv_D"] = 0.5 * (losses.lsgan_real(self.judge("D_I", saved["x_u"]), target=real)
-                                      + losses.lsgan_fake(self.judge("D_I", fake)))
+            d_real, d_fake = self.judge("D_I", saved["x_u"], self.pools["D_I"].query(saved["x_fake"]))
+            terms["I_adv_D"] = 0.5 * (losses.lsgan_real(d_real, target=real) + losses.lsgan_fake(d_fake))
         total = sum(terms.values())
         self._step("D", total)
         terms["D_total"] = total
@@ -521,7 +541,7 @@ class CycleGAN(Method):
 
 def hung_pseudo_labels(logits_u: Tensor, d_u: Tensor, t_semi: float) -> Tensor:
     """Hung et al. self-training target: argmax of the prediction, 255 where sigmoid(D) < T_semi."""
-    labels = logits_u.detach().argmax(dim=1)
+    labels = predicted_classes(logits_u.detach())
     return labels.masked_fill(torch.sigmoid(d_u.detach()).squeeze(1) < t_semi, IGNORE)
 
 
@@ -567,30 +587,35 @@ class Hung(Method):
         terms: dict[str, Tensor] = {}
         total_parts: list[Tensor] = []
 
-        logits_l = self._fwd("G_IS", self._image(batch.x))
+        semi = self.semi_active()
+        unlabeled = self.draws_unlabeled()
+        if unlabeled and batch.x_u is None:
+            raise ValueError("hung needs batch.x_u (unlabeled images) when its unlabeled terms are on")
+        # G_IS on the labeled and unlabeled batch in one pass (it has no batch statistics)
+        logits_l, *rest = self._fwd_each("G_IS", self._image(batch.x), *([self._image(batch.x_u)] if unlabeled else []))
         terms["S_gen"] = losses.cross_entropy(logits_l, y)
         total_parts.append(terms["S_gen"])
         p_l = torch.softmax(logits_l, dim=1)
+        p_u = torch.softmax(rest[0], dim=1) if unlabeled else None
+        # D's scores of p_l and p_u with their gradient: one pass over both when both terms need one
+        semi_adv = unlabeled and cfg.hung_lambda_semi_adv > 0
+        judged = ([p_l] if cfg.hung_lambda_adv > 0 else []) + ([p_u] if semi_adv else [])
+        scores = self._fwd_each("D", *judged)
         if cfg.hung_lambda_adv > 0:
-            terms["adv_G"] = losses.bce_logits(self._fwd("D", p_l), 1.0, valid)
+            terms["adv_G"] = losses.bce_logits(scores[0], 1.0, valid)
             total_parts.append(cfg.hung_lambda_adv * terms["adv_G"])
         saved = {"p_l": p_l.detach(), "valid": valid, "y": y}
 
-        semi = self.semi_active()
-        if self.draws_unlabeled():
-            if batch.x_u is None:
-                raise ValueError("hung needs batch.x_u (unlabeled images) when its unlabeled terms are on")
-            logits_u = self._fwd("G_IS", self._image(batch.x_u))
-            p_u = torch.softmax(logits_u, dim=1)
-            if cfg.hung_lambda_semi_adv > 0:
-                d_u = self._fwd("D", p_u)
+        if unlabeled:
+            if semi_adv:
+                d_u = scores[-1]
                 terms["semi_adv_G"] = losses.bce_logits(d_u, 1.0)
                 total_parts.append(cfg.hung_lambda_semi_adv * terms["semi_adv_G"])
             else:
                 with torch.no_grad():  # only the confidence map is needed
                     d_u = self._fwd("D", p_u)
             if semi:
-                terms["semi_G"] = losses.cross_entropy(logits_u, hung_pseudo_labels(logits_u, d_u, cfg.hung_t_semi))
+                terms["semi_G"] = losses.cross_entropy(rest[0], hung_pseudo_labels(rest[0], d_u, cfg.hung_t_semi))
                 total_parts.append(cfg.hung_lambda_semi * terms["semi_G"])
             saved["p_u"] = p_u.detach()
 
@@ -604,10 +629,9 @@ class Hung(Method):
             fake = torch.cat([fake, saved["p_u"]])
             unl = torch.ones(len(saved["p_u"]), *mask.shape[1:], dtype=torch.bool, device=mask.device)
             mask = torch.cat([mask, unl])
-        d_fake = losses.bce_logits(self._fwd("D", self._fmt(fake)), 0.0, mask)
         y_onehot = self._fmt(one_hot(saved["y"], self.info.num_classes))
-        d_real = losses.bce_logits(self._fwd("D", y_onehot), 1.0, saved["valid"])
-        total = 0.5 * (d_fake + d_real)
+        scores_fake, scores_real = self._fwd_each("D", self._fmt(fake), y_onehot)  # one pass: D has no norm
+        total = 0.5 * (losses.bce_logits(scores_fake, 0.0, mask) + losses.bce_logits(scores_real, 1.0, saved["valid"]))
         self._step("D", total)
         return {"D_total": total.detach()}
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .masks import IGNORE
+from .masks import IGNORE, predicted_classes
 
 LEARNED_IOU = 0.01  # a class with a lower IoU was not learned
 
@@ -46,7 +46,7 @@ class ConfusionMatrix:
         argmax over dim 1 is taken; ``target``: class indices, 255 = ignore.
         """
         if pred.dim() == target.dim() + 1:
-            pred = pred.argmax(dim=1)
+            pred = predicted_classes(pred)
         if pred.shape != target.shape:
             raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
         c = self.num_classes

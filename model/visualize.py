@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .io import atomic_write
-from .masks import IGNORE
+from .masks import IGNORE, predicted_classes
 
 if TYPE_CHECKING:
     from .data import PreparedData
@@ -65,7 +65,7 @@ def sample_columns(
     }
     for name, method in methods.items():
         with method.eval_mode():
-            pred = method.predict(normalize_images(images.to(method.device))).argmax(1).cpu().numpy()
+            pred = predicted_classes(method.predict(normalize_images(images.to(method.device)))).cpu().numpy()
         cols[f"{name} prediction"] = [colorize(p, c) for p in pred]
     g_si = generator.raw_networks.get("G_SI") if generator is not None else None
     if g_si is not None:

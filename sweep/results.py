@@ -36,10 +36,12 @@ STATUSES = ("completed", "early_stopped", "diverged", "failed")
 
 
 def _arrow_type(tp: Any) -> pa.DataType:
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        (tp,) = (a for a in typing.get_args(tp) if a is not type(None))
-    while typing.get_origin(tp) is typing.Annotated:
-        tp = typing.get_args(tp)[0]
+    while typing.get_origin(tp) is typing.Annotated or isinstance(tp, types.UnionType) \
+            or typing.get_origin(tp) is typing.Union:
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        else:  # X | None: a nullable X
+            (tp,) = (a for a in typing.get_args(tp) if a is not type(None))
     if typing.get_origin(tp) is typing.Literal:
         return pa.string()
     return {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}[tp]
