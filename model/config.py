@@ -100,8 +100,8 @@ PoolSize = _num(int, ge=0, le=100_000)
 WarmEpochs = _num(int, ge=0, le=100_000)
 Preset = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 Device = Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")]
-# a memory layout choice: True, False, or None = auto (written "auto" or null); a bool column in the results
-Layout = Annotated[bool | None, BeforeValidator(lambda v: None if v == "auto" else v)]
+# a choice the device can make: True, False, or None = auto (written "auto" or null); a bool column in the results
+Auto = Annotated[bool | None, BeforeValidator(lambda v: None if v == "auto" else v)]
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", coerce_numbers_to_str=True))
@@ -231,9 +231,12 @@ class TrialConfig:
     # --- execution ----------------------------------------------------------------------------
     device: Device = Field("auto", description="auto, cpu, cuda or cuda:N")
     amp: bool = Field(True, description="bf16 autocast on CUDA; always fp32 on CPU")
-    channels_last: Layout = Field(
-        None, description="channels_last memory format: true, false, or auto (null) = on CUDA only (on CPU its layout "
-        "copies around every instance norm cost 4–9 %)"
+    channels_last: bool = Field(True, description="channels_last memory format (on CPU, false is 4–9 % faster at the "
+                                "small and paper presets, but rounds differently: BENCHMARKS.md)")
+    merge_passes: Auto = Field(
+        None, description="run a network once over batches it would take in separate passes, where that is the same "
+        "arithmetic (no batch statistics): true, false, or auto (null) = on CUDA only (on CPU no faster, and it "
+        "rounds differently)"
     )
     compile: bool = Field(False, description="torch.compile the networks")
     eval_batch_size: Batch = Field(20, description="images per evaluation batch")
@@ -258,7 +261,8 @@ DEFAULTS: dict[str, Any] = TrialConfig().to_dict()
 # Fields added after sweeps were already on disk: at their default they stay out of the hash, so a
 # configuration keeps the hash it had before they existed (a sweep resumed across the upgrade keeps its groups).
 LATER_FIELDS = frozenset({"recipe", *GAN_FIELDS})
-EXECUTION_FIELDS = frozenset({"data_root", "cache_dir", "device", "amp", "channels_last", "compile", "eval_batch_size"})
+EXECUTION_FIELDS = frozenset({"data_root", "cache_dir", "device", "amp", "channels_last", "merge_passes", "compile",
+                              "eval_batch_size"})
 
 
 def complete(values: dict[str, Any]) -> dict[str, Any]:

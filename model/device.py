@@ -1,6 +1,5 @@
-"""Which torch device a config's ``device`` names, and the memory layout used there: their own place, so the
-trainer, the methods and the checkpoint reader (which rebuilds a method for reports) use them without importing
-each other."""
+"""Which torch device a config's ``device`` names: its own place, so the trainer and the checkpoint reader
+(which rebuilds a method for reports) both use it without importing each other."""
 
 from __future__ import annotations
 
@@ -16,11 +15,3 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("device 'cuda' asked for but torch sees no GPU; use --device cpu or auto")
     return torch.device(name)
-
-
-def resolve_memory_format(channels_last: bool | None, device: torch.device) -> torch.memory_format:
-    """The layout of images and weights: None (auto) = channels_last on CUDA (cuDNN's fast NHWC kernels), contiguous
-    elsewhere (on CPU, instance norm returns NCHW, so channels_last pays a layout copy around every one)."""
-    if channels_last is None:
-        channels_last = device.type == "cuda"
-    return torch.channels_last if channels_last else torch.contiguous_format

@@ -61,7 +61,6 @@ from torch.optim import Adam, Optimizer
 
 from . import losses
 from .config import RAMPED_LAMBDAS
-from .device import resolve_memory_format
 from .errors import UserError
 from .masks import IGNORE, one_hot, predicted_classes
 from .metrics import ConfusionMatrix
@@ -120,7 +119,9 @@ class Method:
         self.total_iters = total_iters
         self.iteration = 0  # optimize_parameters calls so far
         self.unlabeled_steps = 0  # of them, those that fed the unlabeled batch to a network (draws_unlabeled)
-        self.memory_format = resolve_memory_format(cfg.channels_last, self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        # merged passes (``_fwd_each``): auto = on CUDA, where a pass's fixed cost is kernel launches
+        self.merge_passes = self.device.type == "cuda" if cfg.merge_passes is None else cfg.merge_passes
         self.use_amp = bool(cfg.amp) and self.device.type == "cuda"  # never autocast on CPU
         self.raw_networks: dict[str, nn.Module] = {}
         self.networks: dict[str, nn.Module] = {}
@@ -178,11 +179,11 @@ class Method:
         return out.float()
 
     def _fwd_each(self, name: str, *xs: Tensor) -> list[Tensor]:
-        """Network ``name`` on each of ``xs``: one pass over their concatenation where that is the same
-        arithmetic (``per_sample``) and the same backward (all inputs need a gradient or none does: else the
-        merged pass would compute input gradients nobody asked for), else one pass each. A merged pass pays
-        each layer's fixed cost once."""
-        if len(xs) <= 1 or not self.per_sample[name] or len({x.requires_grad for x in xs}) > 1:
+        """Network ``name`` on each of ``xs``: with ``merge_passes``, one pass over their concatenation where that
+        is the same arithmetic (``per_sample``) and the same backward (all inputs need a gradient or none does:
+        else the merged pass would compute input gradients nobody asked for), else one pass each. A merged pass
+        pays each layer's fixed cost once."""
+        if len(xs) <= 1 or not self.merge_passes or not self.per_sample[name] or len({x.requires_grad for x in xs}) > 1:
             return [self._fwd(name, x) for x in xs]
         return list(self._fwd(name, torch.cat(xs)).split([len(x) for x in xs]))
 

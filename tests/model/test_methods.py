@@ -12,7 +12,6 @@ from cycleseg.model import losses
 from cycleseg.model import methods as methods_module
 from cycleseg.model.config import TrialConfig
 from cycleseg.model.data import DatasetInfo
-from cycleseg.model.device import resolve_memory_format
 from cycleseg.model.errors import UserError
 from cycleseg.model.masks import one_hot
 from cycleseg.model.methods import METHODS, Batch, Method, hung_pseudo_labels
@@ -191,6 +190,10 @@ def test_default_step_forward_counts_and_outputs():
     out = m.optimize_parameters(make_batch())
     # G_IS: x, x̂, x_u; G_SI: onehot(y), s_u; each D: 1 (G phase) + real + fake (D phase)
     assert counts == {"G_IS": 3, "G_SI": 2, "D_S": 3, "D_I": 3}
+    assert passes == counts  # on CPU every batch has its own pass (merge_passes auto = on CUDA only)
+    merged = build("cyclegan", make_cfg(merge_passes=True))
+    passes = count_passes(merged)
+    merged.optimize_parameters(make_batch())
     # G_IS takes x and x_u in one pass (instance norm: per sample); G_SI not: only s_u needs an input gradient;
     # the discriminators' batch norm would mix real and fake statistics, so they never merge
     assert passes == {"G_IS": 2, "G_SI": 2, "D_S": 3, "D_I": 3}
@@ -333,7 +336,7 @@ def test_hung_losses_match_an_independent_computation():
     counts, passes = count_forwards(m), count_passes(m)
     out = m.optimize_parameters(b)
     assert counts == {"G_IS": 2, "D": 5}  # G: D(p_l), D(p_u); D step: fakes (p_l and p_u), real
-    assert passes == {"G_IS": 1, "D": 2}  # no norm in either network: each phase's batches share a pass
+    assert passes == {"G_IS": 2, "D": 4}  # D step: the fakes in one pass, as Hung's code
     with torch.no_grad():
         valid = b.y != 255
         logits_l, logits_u = ref["G_IS"](b.x), ref["G_IS"](b.x_u)
@@ -476,10 +479,9 @@ def test_merged_passes_give_the_numbers_of_one_pass_each(name, extra, per_sample
     """A network without batch statistics takes two batches in one pass: the same arithmetic as two passes,
     so the losses, every gradient of the step and the weights after two steps agree to 1e-5 (fp32 rounding
     of another batch size's kernels is ~1e-7)."""
-    cfg = make_cfg(method=name, **extra)
-    fast, ref = build(name, cfg, INFO32), build(name, cfg, INFO32)
+    fast = build(name, make_cfg(method=name, merge_passes=True, **extra), INFO32)
+    ref = build(name, make_cfg(method=name, merge_passes=False, **extra), INFO32)  # one pass per batch
     assert {n for n, yes in fast.per_sample.items() if yes} == per_sample
-    ref.per_sample = dict.fromkeys(ref.per_sample, False)  # the reference: one pass per batch
     passes_fast, passes_ref = count_passes(fast), count_passes(ref)
     for step in range(2):
         b = make_batch(INFO32, seed=20 + step)
@@ -497,13 +499,14 @@ def test_merged_passes_give_the_numbers_of_one_pass_each(name, extra, per_sample
     assert all(passes_fast[n] == passes_ref[n] for n in fast.raw_networks if n not in merged)
 
 
-def test_memory_format_auto_is_channels_last_on_cuda_only():
-    assert resolve_memory_format(None, torch.device("cuda")) == torch.channels_last
-    assert resolve_memory_format(None, CPU) == torch.contiguous_format
-    assert resolve_memory_format(True, CPU) == torch.channels_last
-    assert resolve_memory_format(False, torch.device("cuda")) == torch.contiguous_format
-    assert build("partial", TrialConfig(ngf=4, n_blocks=1)).memory_format == torch.contiguous_format  # the default
-    assert TrialConfig(channels_last="auto").channels_last is None  # "auto" is how a YAML file says it
+def test_merge_passes_auto_is_on_for_cuda_only():
+    assert TrialConfig(merge_passes="auto").merge_passes is None  # "auto" is how a YAML file says it
+    assert build("cyclegan", make_cfg(merge_passes=None)).merge_passes is False  # CPU
+    meta = METHODS.get("cyclegan")(make_cfg(merge_passes=None), INFO, torch.device("meta"), 10)
+    assert meta.merge_passes is False
+    with pytest.MonkeyPatch.context() as mp:  # the rule reads the device's type only: a CUDA device object will do
+        mp.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)
+        assert METHODS.get("partial")(make_cfg(merge_passes=None), INFO, torch.device("cuda"), 10).merge_passes
 
 
 # --- cyclegan: the GAN levers (config GAN_FIELDS) ------------------------------------------------
@@ -530,9 +533,8 @@ def test_detached_argmax_gives_G_IS_no_gradient_from_lambda_4_and_D_S_still_lear
     assert terms["S_adv_G"].item() > 0  # the term is computed and logged ...
     assert not terms["S_adv_G"].requires_grad  # ... but no parameter's gradient can come from it
     total_without, _ = without.generator_losses(b)
-    # the same up to rounding: with λ4, G_IS takes x and x_u in one pass (a batch of 4, not 2)
-    for a, c in zip(g_is_grad(with_l4, terms["G_total"]), g_is_grad(without, total_without["G_total"]), strict=True):
-        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-7)
+    assert all(torch.equal(a, c) for a, c in zip(g_is_grad(with_l4, terms["G_total"]),
+                                                 g_is_grad(without, total_without["G_total"]), strict=True))
     m = build("cyclegan", only(lambda_4=1.0, d_s_input="detached_argmax"))
     before = snapshot(m, ["D_S"])
     out = m.optimize_parameters(b)
@@ -705,7 +707,7 @@ def test_a_shape_seeing_D_S_never_sees_the_ignore_rim_as_all_zero_vectors(kind):
     m = build("cyclegan", only(lambda_4=1.0, discriminator=kind), info=INFO32)
     seen = d_inputs(m, "D_S")
     m.optimize_parameters(b)
-    real = seen[1][: len(b.y)]  # the D phase's real input (hung's D, without a norm, takes it with the fake)
+    real = seen[1]  # the D phase's real input
     valid = (b.y != 255).unsqueeze(1)
     assert torch.equal(real * valid, one_hot(b.y, 3) * valid)  # the ground truth where there is one
     assert torch.allclose(real.sum(1), torch.ones_like(real.sum(1)))  # a distribution everywhere: no zero rim
