@@ -78,6 +78,17 @@ class _Cli(click.Group):
             sys.exit(130)
 
 
+class _MethodOption(click.Option):
+    """``--method``, whose help names the built-in methods (``config.BUILTIN_METHODS``) when it is shown: the
+    names' owner is not imported at start-up, which ``sweep --list`` keeps quick."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from .model.config import BUILTIN_METHODS
+
+        self.help = f"{', '.join(BUILTIN_METHODS)} (or one a plugin registers)."
+        return super().get_help_record(ctx)
+
+
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]},
              epilog=_examples("cycleseg sweep", "cycleseg report runs/demo", "cycleseg debug --preset tiny --epochs 2",
                               "cycleseg confirm runs/lambdas --seeds 5   # a search's winners on fresh seeds"))
@@ -94,7 +105,7 @@ def main() -> None:
               help="Resolved config YAML (e.g. from best-config).")
 @click.option("--dataset", help="digits (built in), voc, cityscapes, acdc.")
 @click.option("--data-root", help="Folder with the dataset's on-disk layout.")
-@click.option("--method", help="cyclegan, partial, full, hung.")
+@click.option("--method", cls=_MethodOption)
 @click.option("--labeled-fraction", type=float, help="Share of labeled training images, in (0, 1].")
 @click.option("--seed", type=int, help="Fixes the labeled subset, init and batch order.")
 @click.option("--epochs", type=int, help="Training epochs.")

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cycleseg.model.config import BUILTIN_METHODS
 from cycleseg.model.flops import count_step_flops, generator_forward_flops, step_flops
 from cycleseg.sweep.estimate import H100_BF16_PEAK_TFLOPS
 
@@ -66,7 +67,7 @@ except ImportError:
     from benchmarks.ray_overhead import ray_overhead
 
 PRESET_NAMES = ("tiny", "small", "paper")
-METHOD_NAMES = ("cyclegan", "partial", "full", "hung")
+METHOD_NAMES = BUILTIN_METHODS
 H100_BF16_DENSE_TFLOPS = H100_BF16_PEAK_TFLOPS  # the product's dry run owns it (sweep/estimate.py)
 NOTES_GFLOP_PAPER_200 = 65.0  # shared/notes/reference-code.md "Cost of one step": one G forward, 200×200
 # Default timed steps per preset: CPU keeps the whole default run within ~10 min on 2 cores.
@@ -508,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     ap.add_argument("--presets", default=",".join(PRESET_NAMES), help="comma list of tiny,small,paper")
-    ap.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma list of cyclegan,partial,full,hung")
+    ap.add_argument("--methods", default=",".join(METHOD_NAMES), help=f"comma list of {','.join(METHOD_NAMES)}")
     ap.add_argument("--size", type=parse_size, default=None, help="HxW (default 64x64 on CPU, 200x200 on CUDA)")
     ap.add_argument("--steps", type=int, default=None,
                     help=f"timed steps (default CPU {CPU_STEPS}, CUDA {CUDA_STEPS})")

@@ -93,7 +93,10 @@ Width = _num(int, ge=1, le=2048)
 Blocks = _num(int, ge=0, le=128)
 Epochs = _num(int, ge=1, le=100_000)
 Batch = _num(int, ge=1, le=65_536)
-Side = _num(int, ge=8, le=8192, multiple_of=4)
+# the methods ``methods.METHODS`` registers (torch-free, for help texts; a test keeps them equal; plugins add more)
+BUILTIN_METHODS = ("cyclegan", "partial", "full", "hung")
+SIDE_MULTIPLE = 4  # image sides the generators take: two stride-2 convolutions, undone by two transposed ones
+Side = _num(int, ge=8, le=8192, multiple_of=SIDE_MULTIPLE)
 Smoothing = _num(float, ge=0, lt=1, allow_inf_nan=False)
 Depth = _num(int, ge=1, le=8)
 PoolSize = _num(int, ge=0, le=100_000)
@@ -118,7 +121,8 @@ class TrialConfig:
     split_seed: Seed = Field(0, description="fixes the splits a dataset does not ship (held-out val, ACDC patients, "
                              "digits scenes)")
     image_height: Side | None = Field(
-        None, description="None = the dataset's own size; a multiple of 4, >= 8 (two stride-2 convolutions)"
+        None, description=f"None = the dataset's own size; a multiple of {SIDE_MULTIPLE}, >= 8 (two stride-2 "
+        "convolutions)"
     )
     image_width: Side | None = Field(None, description="as image_height")
     digits_train: Scenes = Field(400, description="`digits` only: scenes in the training set")
@@ -131,7 +135,7 @@ class TrialConfig:
     cache_dir: str | None = Field(None, description="prepared-array cache; None = $CYCLESEG_CACHE or ~/.cache/cycleseg")
 
     # --- method -------------------------------------------------------------------------------
-    method: str = Field("cyclegan", description="cyclegan, partial, full or hung")
+    method: str = Field("cyclegan", description=f"{', '.join(BUILTIN_METHODS)}, or one a plugin registers")
     lambda_1: Weight = Field(1.0, description="weight of L^I_gen (G_SI supervised L2); 0 drops the term")
     lambda_2: Weight = Field(0.05, description="weight of L^S_cycle (label cycle CE); 0 drops the term")
     lambda_3: Weight = Field(1.0, description="weight of L^I_cycle (image cycle L1); 0 drops the term")

@@ -60,7 +60,7 @@ from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
 
 from . import losses
-from .config import RAMPED_LAMBDAS
+from .config import RAMPED_LAMBDAS, SIDE_MULTIPLE
 from .errors import UserError
 from .masks import IGNORE, one_hot, predicted_classes
 from .metrics import ConfusionMatrix
@@ -105,10 +105,10 @@ class Method:
     @classmethod
     def check(cls, cfg: TrialConfig, info: DatasetInfo) -> None:
         """Refuse a config this method cannot train (``UserError`` naming the fix); called while resolving."""
-        if info.height % 4 or info.width % 4:
+        if info.height % SIDE_MULTIPLE or info.width % SIDE_MULTIPLE:
             raise UserError(
-                f"image size {info.height}x{info.width} of dataset '{info.name}' is not divisible by 4, "
-                "which the generators need; set image_height/image_width to multiples of 4"
+                f"image size {info.height}x{info.width} of dataset '{info.name}' is not divisible by {SIDE_MULTIPLE}, "
+                f"which the generators need; set image_height/image_width to multiples of {SIDE_MULTIPLE}"
             )
 
     def __init__(self, cfg: TrialConfig, info: DatasetInfo, device: torch.device, total_iters: int) -> None:

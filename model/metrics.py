@@ -71,9 +71,6 @@ class ConfusionMatrix:
 
     __add__ = merge
 
-    def reset(self) -> None:
-        self.mat.zero_()
-
     def _iou(self) -> torch.Tensor:
         m = self.mat.detach().to("cpu", torch.float64)
         tp = m.diagonal()

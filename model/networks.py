@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import SIDE_MULTIPLE
 from .registry import Registry
 
 NETWORKS: Registry[type[nn.Module]] = Registry("network")
@@ -60,7 +61,7 @@ class ResnetGenerator(nn.Module):
     per-channel mean, so such a bias never changes the output, and its gradient is pure rounding
     noise that Adam would blow up to lr-sized random steps. Without those biases the paper preset
     (ngf=64, 9 blocks, 3→21 channels) has 11,429,397 parameters (the authors' code: 11,434,645).
-    H and W must be divisible by 4 (two stride-2 convolutions, undone by two transposed ones).
+    H and W must be multiples of ``SIDE_MULTIPLE`` (4: two stride-2 convolutions, undone by two transposed ones).
     """
 
     def __init__(
@@ -92,8 +93,8 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-2] % 4 or x.shape[-1] % 4:
-            raise ValueError(f"ResnetGenerator needs H and W divisible by 4, got {tuple(x.shape[-2:])}")
+        if x.shape[-2] % SIDE_MULTIPLE or x.shape[-1] % SIDE_MULTIPLE:
+            raise ValueError(f"ResnetGenerator needs H and W divisible by {SIDE_MULTIPLE}, got {tuple(x.shape[-2:])}")
         return self.model(x)
 
 

@@ -4,106 +4,42 @@ and our console lines for trial events."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 
-from ..model import checkpoint
-from ..model.resolve import resolve_config
-from . import ray_compat, storage
+from . import ray_compat
 from . import results as res
 from .console import CONSOLE, STATUS_EVERY_S, duration, trial_outcome
-
-
-def _error_text(trial: Any) -> str:
-    """The last line of the trial's traceback (``SomeError: message``)."""
-    local = Path(trial.error_file) if trial.error_file else None  # staged locally before storage sync
-    text = local.read_text() if local is not None and local.is_file() else trial.get_error()
-    lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
-    return lines[-1][:1000] if lines else "failed without an error message"
-
-
-def checkpoint_location(path: str | None, sweep_dir: str) -> str | None:
-    """The checkpoint Tune reports as a location we can read: Train gives the path inside its filesystem, so
-    ``bucket/prefix/...`` for a sweep on object storage; it gets the sweep's scheme back."""
-    if not path or storage.is_uri(path) or not storage.is_uri(sweep_dir):
-        return path
-    return f"{str(sweep_dir).split('://', 1)[0]}://{path}"
-
-
-def history_from_checkpoint(path: str) -> list[dict[str, Any]]:
-    """The per-epoch records kept in a stored checkpoint (local folder or URI): its ``history.json``."""
-    data = storage.read_bytes(storage.join(path, checkpoint.HISTORY))
-    return checkpoint.parse_history(data.decode(), storage.join(path, checkpoint.HISTORY)) if data else []
+from .spec import TrialFacts, trial_spec
+from .trial import TrialEnds, error_text
 
 
 class ResultsCallback(tune.Callback):
-    """Writes each trial's Parquet files when it ends (``cycleseg.sweep.results``).
+    """Each trial's Parquet files when it ends (``TrialEnds``, which also hands the row to the console)."""
 
-    The per-epoch records come from the trial's last stored checkpoint (its ``history.json``): Tune's
-    results hold no test metrics (choose on val, report on test), and a driver restarted mid-trial has
-    seen only some of them. A trial that failed before its first checkpoint has no records.
-    """
-
-    def __init__(self, sweep: str, sweep_dir: str, default_gpus: float) -> None:
-        self.sweep = sweep
-        self.sweep_dir = sweep_dir
-        self.default_gpus = default_gpus
-        self._start: dict[str, float] = {}
-        self._seen: dict[str, set[int]] = {}  # epochs this driver saw, to add the time of the others
+    def __init__(self, ends: TrialEnds) -> None:
+        self.ends = ends
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._start.setdefault(trial.trial_id, time.time())
+        self.ends.started(trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if "epoch" in result:
-            self._seen.setdefault(trial.trial_id, set()).add(int(result["epoch"]))
+        self.ends.reported(trial, result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.finish(trial, None)
+        self.ends.finish(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.finish(trial, _error_text(trial))
+        self.ends.finish(trial, error_text(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Trials that ended just before a driver was killed get their files at the resumed end."""
-        done = res.trial_ids(self.sweep_dir)
+        done = res.trial_ids(self.ends.sweep_dir)
         for t in trials:
             if t.status in ("TERMINATED", "ERROR") and t.trial_id not in done:
-                self.finish(t, _error_text(t) if t.status == "ERROR" else None)
-
-    def finish(self, trial: Any, error: str | None) -> None:
-        tid = trial.trial_id
-        before = res.read_trial(self.sweep_dir, tid)
-        if before is not None and before["status"] != "failed":
-            # a trial file is final: a trial that ended just before its driver was killed is finished once more
-            # by the resumed sweep (Tune had not saved its end), with nothing new to add. A failed one is not: a
-            # resumed sweep runs it again (resume_errored), and that run's outcome replaces it
-            self._seen.pop(tid, None)
-            self._start.pop(tid, None)
-            return
-        cfg = resolve_config(trial.config["trial"]["cfg"])
-        seen = self._seen.pop(tid, set())
-        last = trial.last_result or {}
-        ckpt = checkpoint_location(last.get("checkpoint_path"), self.sweep_dir)
-        history = history_from_checkpoint(ckpt) if ckpt else []
-        recovered = sum(m["epoch_seconds"] for m in history if m["epoch"] not in seen)
-        start = self._start.pop(tid, None)
-        row = res.trial_row(
-            sweep=self.sweep,
-            trial_id=tid,
-            cfg=cfg,
-            variant=trial.config["trial"].get("variant"),
-            history=history,
-            error=error,
-            wall_seconds=(time.time() - start if start is not None else 0.0) + recovered,
-            gpus=float(last.get("gpus_held", self.default_gpus)),
-            checkpoint_path=ckpt,
-            versions=res.software_versions(),
-        )
-        res.write_trial(self.sweep_dir, row, history)
+                self.ends.finish(t, error_text(t) if t.status == "ERROR" else None)
 
 
 class ReleaseTrainResources(tune.Callback):
@@ -121,8 +57,9 @@ class ReleaseTrainResources(tune.Callback):
         self._last_check = 0.0
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if result.get("train_pg_id"):
-            self._groups[trial.trial_id] = result["train_pg_id"]
+        pg = TrialFacts.of(result).train_pg_id
+        if pg:
+            self._groups[trial.trial_id] = pg
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._ended(trial.trial_id)
@@ -171,9 +108,10 @@ class ConsoleCallback(tune.Callback):
     """Our lines for trial events and the sweep's status (module docstring). ``describe`` names a trial by
     what sets it apart (e.g. ``method=partial seed=1``); epoch times per method give the ETA."""
 
-    def __init__(self, total: int, concurrent: int, shown: list[str], sweep_dir: str, metric: str = "val_miou") -> None:
+    def __init__(self, total: int, concurrent: int, shown: list[str], ends: TrialEnds,
+                 metric: str = "val_miou") -> None:
         self.total, self.concurrent, self.shown, self.metric = total, concurrent, shown, metric
-        self.sweep_dir = sweep_dir  # where ResultsCallback (before this one) has just written each ended trial
+        self.ends = ends  # each ended trial's row, whichever callback asked first
         self.start = time.monotonic()
         self.last_status = self.start
         self.best: tuple[float, str] | None = None
@@ -187,14 +125,14 @@ class ConsoleCallback(tune.Callback):
         self.progress.clear()
 
     def describe(self, trial: Any) -> str:
-        cfg = trial.config["trial"]["cfg"]
-        variant = trial.config["trial"].get("variant")
-        parts = [f"{k}={cfg[k]:.4g}" if isinstance(cfg[k], float) else f"{k}={cfg[k]}" for k in self.shown]
-        return f"{trial.trial_id} ({' '.join(parts + ([f'variant={variant}'] if variant else []))})"
+        spec = trial_spec(trial)
+        values = {k: getattr(spec.cfg, k) for k in self.shown}
+        parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()]
+        return f"{trial.trial_id} ({' '.join(parts + ([f'variant={spec.variant}'] if spec.variant else []))})"
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        cfg = trial.config["trial"]["cfg"]
-        self.progress[trial.trial_id] = (0, cfg["epochs"], cfg["method"])
+        cfg = trial_spec(trial).cfg
+        self.progress[trial.trial_id] = (0, cfg.epochs, cfg.method)
         CONSOLE.line(f"started   {self.describe(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -203,29 +141,29 @@ class ConsoleCallback(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epoch" not in result:
             return
-        cfg = trial.config["trial"]["cfg"]
+        cfg = trial_spec(trial).cfg
         epoch, value = int(result["epoch"]), result.get(self.metric)
-        self.progress[trial.trial_id] = (epoch, cfg["epochs"], cfg["method"])
+        self.progress[trial.trial_id] = (epoch, cfg.epochs, cfg.method)
         if isinstance(result.get("epoch_seconds"), float):
-            self.epoch_seconds.setdefault(cfg["method"], []).append(result["epoch_seconds"])
+            self.epoch_seconds.setdefault(cfg.method, []).append(result["epoch_seconds"])
         shown = f"{value:.4f}" if isinstance(value, float) else "n/a"
         if isinstance(value, float) and value == value and (self.best is None or value > self.best[0]):
             self.best = (value, trial.trial_id)
         note = "  diverged: a loss became NaN/inf" if result.get("diverged") else ""
-        CONSOLE.line(f"epoch     {self.describe(trial)} {epoch}/{cfg['epochs']}: {self.metric} {shown}{note}")
+        CONSOLE.line(f"epoch     {self.describe(trial)} {epoch}/{cfg.epochs}: {self.metric} {shown}{note}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended(trial, None)
+        self._ended(trial, None, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended(trial, "failed")
+        self._ended(trial, "failed", error_text(trial))
 
-    def _ended(self, trial: Any, how: str | None) -> None:
+    def _ended(self, trial: Any, how: str | None, error: str | None) -> None:
         if trial.trial_id in self.ended:
             return
         self.ended.add(trial.trial_id)
         epoch, epochs, _ = self.progress.pop(trial.trial_id, (0, 0, ""))
-        row = res.read_trial(self.sweep_dir, trial.trial_id)
+        row = self.ends.finish(trial, error)
         outcome = ""
         if row is not None:  # the recorded outcome, also for a trial that ended before a driver restart
             epoch = row["epochs_run"]
@@ -266,8 +204,8 @@ class ConsoleCallback(tune.Callback):
         default = sum(overall) / len(overall)
         left = sum((epochs - epoch) * mean.get(method, default) for epoch, epochs, method in self.progress.values())
         known = {t.trial_id for t in trials}
-        queued = [t.config["trial"]["cfg"] for t in trials if t.status == "PENDING" and t.trial_id in known]
-        per_pending = [c["epochs"] * mean.get(c["method"], default) for c in queued]
+        queued = [trial_spec(t).cfg for t in trials if t.status == "PENDING" and t.trial_id in known]
+        per_pending = [c.epochs * mean.get(c.method, default) for c in queued]
         unseen = max(0, pending - len(per_pending))  # not created yet (a searcher suggests as it goes)
         typical = (sum(per_pending) / len(per_pending) if per_pending
                    else default * max((e for _, e, _ in self.progress.values()), default=1))

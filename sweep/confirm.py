@@ -42,7 +42,7 @@ import pandas as pd
 import yaml
 
 from ..model.config import DEFAULTS, EXECUTION_FIELDS, check_value
-from ..model.data.cache import cache_key
+from ..model.data import cache_key
 from ..model.errors import UserError
 from ..model.io import check_name
 from ..model.methods import METHODS
@@ -52,9 +52,10 @@ from . import results as res
 from . import storage as store
 from .dry_run import varying_fields
 from .export import CONDITIONS, Winner, cell_winners
-from .plan import PLAN_FILE, Plan, cell_key, read_plan
+from .plan import PLAN_FILE, Plan, read_plan
 from .report.derive import BASELINE, METHOD_PARAMS, OPTIM_FIELDS, cell_variant, slug
 from .runner import SweepOutcome, locations, run_sweep
+from .spec import cell_key
 
 SPACE_FILE = "confirm.yaml"  # the generated search space, in the confirmation's sweep folder
 PROVENANCE_FILE = "confirm.json"

@@ -22,9 +22,10 @@ from .dry_run import varying_fields
 from .plan import PLAN_FILE, Plan
 from .scheduler import CellASHA
 from .search import CellSearcher
+from .spec import PARAM
 from .summary import print_summary
 from .tracking import MlflowCallback
-from .trial import cycleseg_trial, retries, trial_dirname, trial_resources
+from .trial import TrialEnds, cycleseg_trial, retries, trial_dirname, trial_resources
 
 
 def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
@@ -101,10 +102,11 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
     if search is not None:
         shown += list(search.params)
     if search is None:
-        search_alg, param_space, num_samples = None, {"trial": tune.grid_search(plan.trials)}, 1
+        search_alg, param_space, num_samples = None, {PARAM: tune.grid_search(plan.trials)}, 1
     else:
         search_alg, param_space, num_samples = CellSearcher(plan.cells, search, plan.seeds,
                                                                  sweep_dir), {}, plan.num_trials
+    ends = TrialEnds(name, sweep_dir, r.gpus)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -117,9 +119,9 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
         ),
         run_config=tune.RunConfig(
             name=name, storage_path=root, verbose=1 if verbose else 0,
-            # ResultsCallback first: the others read the trial's row when it ends
-            callbacks=[ResultsCallback(name, sweep_dir, r.gpus), ReleaseTrainResources(),
-                       ConsoleCallback(plan.num_trials, concurrent, [*shown, "seed"], sweep_dir),
+            # one TrialEnds: whichever callback asks first when a trial ends writes its row, the other reads it
+            callbacks=[ResultsCallback(ends), ReleaseTrainResources(),
+                       ConsoleCallback(plan.num_trials, concurrent, [*shown, "seed"], ends),
                        *([MlflowCallback(mlflow, name, sweep_dir)] if mlflow else [])],
             failure_config=tune.FailureConfig(max_failures=retries(r)[0]),
         ),

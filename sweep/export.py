@@ -35,8 +35,9 @@ from . import results as res
 from . import stats
 from . import storage as store
 from .dry_run import varying_fields
-from .plan import cell_key, read_plan
+from .plan import read_plan
 from .report.derive import slug
+from .spec import cell_key
 
 DEFAULT_FILE, DEFAULT_FOLDER = "best.yaml", "best"  # -o's default: one cell, several cells
 WHERE_FIELDS = frozenset(FIELD_NAMES) | {"variant"}

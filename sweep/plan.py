@@ -5,7 +5,6 @@ been edited, moved or deleted) nor the ``--set`` options again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,15 @@ from ..model.flops import step_flops, trial_flops
 from ..model.resolve import resolve_config
 from . import storage
 from .space import SchedulerSpec, SearchSpace, SearchSpec, load_space
+from .spec import TrialSpec
 
 PLAN_FILE = "sweep.json"
 
 
-def configuration_key(cfg: dict[str, Any]) -> str:
-    """What a configuration's seeds share: the config hash without the seed (results' ``group_hash``)."""
-    return resolve_config(cfg).hash(exclude=("seed",))
-
-
-def cell_key(cfg: dict[str, Any], searched: Iterable[str]) -> str:
-    """The grid cell of a trial: its config hash without the seed and the searched fields. Searches,
-    early stopping and winners compare configurations within a cell only."""
-    return resolve_config(cfg).hash(exclude=("seed", *searched))
-
-
-def longest_first(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def longest_first(trials: list[TrialSpec]) -> list[TrialSpec]:
     """Grid trials in the order Tune starts them: the costliest first (FLOPs × steps; stable on ties, so seeds
     keep their order). Long trials that start last would leave the other workers idle at the end of a sweep."""
-    costs = [_cost(resolve_config(t["cfg"])) for t in trials]
+    costs = [_cost(t.cfg) for t in trials]
     if any(c is None for c in costs):  # a method that cannot be counted on the meta device: keep the space's order
         return trials
     return [t for _, t in sorted(zip(costs, trials, strict=True), key=lambda ct: ct[0], reverse=True)]
@@ -71,7 +60,7 @@ class Plan:
     @classmethod
     def build(cls, space: SearchSpace, sets: dict[str, Any]) -> Plan:
         if space.search is None:
-            trials, cells = longest_first([t.to_param() for t in space.expand(sets)]), []
+            trials, cells = [t.to_param() for t in longest_first(space.expand(sets))], []
             num_trials = len(trials)
         else:
             trials, cells = [], [{"overrides": c.overrides, "variant": c.variant} for c in space.cells(sets)]

@@ -11,8 +11,6 @@ why, so upgrading Ray means running the canary tests, which fail loudly when one
   dashboard whether its controller still lives; without the dashboard it never learns and lives on.
 - ``placement_groups`` / ``remove_placement_groups``: the GCS table with each group's creator
   (``placement_group_table()`` omits it), to free what an early-stopped trial's Train run leaves.
-- ``live_actor_classes``: the classes of the actors alive now, from GCS (the public state API needs the
-  dashboard), to check that no per-trial helper actor outlives its trial.
 - ``bootstrap_address``: what ``ray.init(address=...)`` will dial ("auto" read from the environment and
   the last ``ray start``), so a sweep can check it answers before ``ray.init`` retries for minutes.
 """
@@ -69,13 +67,6 @@ def remove_placement_groups(groups: list[Any]) -> None:
     for g in groups:
         if not is_removed(g):
             ray.util.remove_placement_group(PlacementGroup(PlacementGroupID(g.placement_group_id)))
-
-
-def live_actor_classes() -> list[str]:
-    """Class names of the actors alive now."""
-    from ray._private.state import actors
-
-    return [a["ActorClassName"] for a in actors().values() if a["State"] == "ALIVE"]
 
 
 def bootstrap_address(address: str) -> str | None:

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from .plan import cell_key, configuration_key
 from .space import SchedulerSpec
+from .spec import TrialSpec, trial_spec
 
 
 def milestones(grace_period: int, max_t: int, reduction_factor: int) -> list[int]:
@@ -56,12 +56,12 @@ class CellASHA(FIFOScheduler):
         return True  # metric and mode come from the space's scheduler section
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        return self.decide(trial.config["trial"]["cfg"], result)
+        return self.decide(trial_spec(trial, self.searched), result)
 
-    def decide(self, cfg: dict[str, Any], result: dict[str, Any]) -> str:
-        """CONTINUE or STOP for one report (``cfg``: the trial's resolved config as a dict)."""
+    def decide(self, spec: TrialSpec, result: dict[str, Any]) -> str:
+        """CONTINUE or STOP for one report of the trial ``spec``."""
         epoch, value = result.get("epoch"), result.get(self._metric)
-        conf = configuration_key(cfg)
+        conf = spec.configuration
         if conf in self.stopped:
             return TrialScheduler.STOP
         if epoch is None or not isinstance(value, int | float) or not math.isfinite(value):
@@ -70,11 +70,11 @@ class CellASHA(FIFOScheduler):
         if not passed:
             return TrialScheduler.CONTINUE
         rung_at = passed[-1]
-        rung = self.rungs.setdefault(cell_key(cfg, self.searched), {}).setdefault(rung_at, {})
+        rung = self.rungs.setdefault(spec.cell, {}).setdefault(rung_at, {})
         seeds = self.reached.setdefault((conf, rung_at), {})
-        if int(cfg["seed"]) in seeds:  # a later epoch of a seed already recorded at this rung: nothing new
+        if spec.seed in seeds:  # a later epoch of a seed already recorded at this rung: nothing new
             return self.decided[conf, rung_at]
-        seeds[int(cfg["seed"])] = self.sign * float(value)  # the value when the seed first reached the rung
+        seeds[spec.seed] = self.sign * float(value)  # the value when the seed first reached the rung
         if (conf, rung_at) not in self.decided:
             others = [v for c, v in rung.items() if c != conf]
             cutoff = np.percentile(others, (1 - 1 / self.rf) * 100) if others else None

@@ -10,9 +10,10 @@ from ray.tune.search import Searcher
 from ..model.errors import UserError
 from ..model.records import for_choices, is_finite, selected_epoch
 from ..model.resolve import resolve_config
-from .callbacks import checkpoint_location, history_from_checkpoint
 from .space import SearchSpec
+from .spec import PARAM, TrialSpec
 from .studies import StudyJournal, cell_names
+from .trial import checkpoint_location, history_from_checkpoint
 
 
 class CellSearcher(Searcher):
@@ -74,7 +75,7 @@ class CellSearcher(Searcher):
         c = self.cells[cell]
         cfg = resolve_config({**c["overrides"], **params, "seed": seed})
         self.trials[trial_id] = (cell, sample, seed, cfg.select)
-        return {"trial": {"cfg": cfg.to_dict(), "variant": c["variant"]}}
+        return {PARAM: TrialSpec.build(cfg, c["variant"], self.search.params).to_param()}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if "epoch" in result:

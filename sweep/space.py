@@ -38,6 +38,7 @@ from ..model.records import TEST_PREFIX, choice_metrics
 from ..model.registry import suggest
 from ..model.resolve import load_config_file, read_yaml_mapping, resolve_config
 from ..search_spaces import shipped_spaces
+from .spec import TrialSpec
 
 SHIPPED_PACKAGE = "cycleseg.search_spaces"
 DEFAULT_SPACE = "demo"
@@ -252,18 +253,6 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class TrialSpec:
-    """One expanded trial: the resolved config and the ablation variant it came from."""
-
-    cfg: TrialConfig
-    variant: str | None
-
-    def to_param(self) -> dict[str, Any]:
-        """What a Tune trial carries in its config (plain data, so it survives a restore)."""
-        return {"cfg": self.cfg.to_dict(), "variant": self.variant}
-
-
-@dataclass(frozen=True)
 class SearchSpace:
     path: Path
     base: dict[str, Any]
@@ -329,7 +318,7 @@ class SearchSpace:
                 cfg = self._resolve({**cell.overrides, "seed": seed}, cell.variant, {"seed": seed})
                 if cfg.hash() not in seen:
                     seen.add(cfg.hash())
-                    specs.append(TrialSpec(cfg, cell.variant))
+                    specs.append(TrialSpec.build(cfg, cell.variant))
         return specs
 
     def num_trials(self, sets: dict[str, Any] | None = None) -> int:
@@ -348,10 +337,6 @@ class SearchSpace:
 
 # ----------------------------------------------------------------------------------------------
 # Reading
-
-
-def shipped_schema() -> str:
-    return (importlib.resources.files(SHIPPED_PACKAGE) / SCHEMA_FILE).read_text()
 
 
 def resolve_space_path(path: str | Path | None) -> Path:

@@ -23,6 +23,7 @@ from ray import tune
 
 from ..model.errors import UserError
 from . import results as res
+from .spec import TrialFacts, trial_spec
 
 EXTRA = "pip install 'cycleseg[mlflow]'"
 WEB = frozenset({"http", "https"})
@@ -75,10 +76,11 @@ class MlflowCallback(tune.Callback):
             client = self._client()
             exp = client.get_experiment_by_name(self.sweep)
             exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.sweep)
-            cfg = trial.config["trial"]["cfg"]
+            spec = trial_spec(trial)
+            cfg = spec.cfg.to_dict()
             run = client.create_run(exp_id, run_name=trial.trial_id, tags={
                 "cycleseg.sweep": self.sweep, "cycleseg.trial_id": trial.trial_id,
-                "cycleseg.variant": str(trial.config["trial"].get("variant") or "")})
+                "cycleseg.variant": str(spec.variant or "")})
             from mlflow.entities import Param
 
             client.log_batch(run.info.run_id, params=[Param(k, json.dumps(v) if not isinstance(v, str) else v)
@@ -95,7 +97,7 @@ class MlflowCallback(tune.Callback):
         from mlflow.entities import Metric
 
         run_id, now, step = self._run(trial), int(time.time() * 1000), int(result["epoch"])
-        keep = {k: v for k, v in result.items() if k not in ("epoch", "resumed", "world_size", "gpus_held")}
+        keep = {k: v for k, v in result.items() if k not in ("epoch", *TrialFacts.names())}
         metrics = [Metric(k, v, now, step) for k, v in _numbers(keep).items()]
         self._client().log_batch(run_id, metrics=metrics)
 

@@ -58,3 +58,32 @@ def test_product_modules_import_each_other_relatively_and_never_in_a_circle_of_t
     assert not absolute, f"absolute cycleseg imports in product modules: {absolute}"
     mutual = sorted({tuple(sorted((a, b))) for a, deps in graph.items() for b in deps if a in graph.get(b, ())})
     assert not mutual, f"modules that import each other: {mutual}"
+
+
+def test_the_layers_above_model_import_only_its_public_face():
+    """``sweep/`` and ``cli.py`` import from ``model`` only what ``model.PUBLIC`` lists (its boundary), and every
+    name listed there is used above it (the list stays what it says: short and true)."""
+    from cycleseg.model import PUBLIC, PUBLIC_MODULES
+
+    modules = product_modules()
+    outside, used = [], set()
+    for name, path in modules.items():
+        if not (name == "cycleseg.cli" or name.startswith("cycleseg.sweep")):
+            continue
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+            if not base.startswith("cycleseg.model"):
+                continue
+            module = base.removeprefix("cycleseg.model").lstrip(".")
+            for alias in node.names:
+                ok = alias.name in PUBLIC_MODULES if not module else alias.name in PUBLIC.get(module, ())
+                used.add((module, alias.name))
+                if not ok:
+                    outside.append(f"{path.relative_to(ROOT)}:{node.lineno}: {base}.{alias.name}")
+    assert not outside, f"imports past model's public face (model/__init__.py PUBLIC): {outside}"
+    unused = {(m, n) for m, names in PUBLIC.items() for n in names} - used
+    unused -= {("checkpoint", n) for n in PUBLIC["checkpoint"]}  # read as checkpoint.<name>
+    assert not unused, f"listed in model.PUBLIC but imported by nothing above: {sorted(unused)}"

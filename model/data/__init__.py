@@ -9,7 +9,7 @@ publishing the lists); ACDC split by patient from ``split_seed``.
 
 from . import acdc, cityscapes, digits, voc  # noqa: F401  (registration)
 from .base import DATASETS, DatasetInfo, PreparedData, dataset_info, normalize_images
-from .cache import cache_key, check_source, clear_memo, planned_train_size, prepare_dataset, train_size
+from .cache import cache_key, check_source, planned_train_size, prepare_dataset, train_size
 from .splits import labeled_count, labeled_indices
 
 __all__ = [
@@ -18,7 +18,6 @@ __all__ = [
     "PreparedData",
     "cache_key",
     "check_source",
-    "clear_memo",
     "dataset_info",
     "labeled_count",
     "labeled_indices",

@@ -68,11 +68,6 @@ def check_source(cfg: TrialConfig) -> None:
                             f"(and {cfg.dataset} at this size is not cached); point data_root at the dataset's folder")
 
 
-def clear_memo() -> None:
-    """Forget the in-process copies (the .npz cache stays)."""
-    _MEMO.clear()
-
-
 def prepare_dataset(cfg: TrialConfig, *, progress: bool = False) -> PreparedData:
     """The decoded dataset for ``cfg``: from memory, else the .npz cache, else decoded and cached.
 

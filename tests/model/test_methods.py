@@ -731,3 +731,10 @@ def test_the_paper_as_written_gives_the_numbers_it_gave_before_the_levers_existe
     with torch.no_grad():
         sums = [sum(p.sum() for p in m.raw_networks[n].parameters()).item() for n in ("G_IS", "D_S")]
     assert sums == pytest.approx([-0.2485482394695282, 8.06873607635498], rel=1e-5)
+
+
+def test_the_builtin_method_names_help_texts_show_are_the_registered_ones():
+    from cycleseg.model.config import BUILTIN_METHODS
+
+    builtin = [n for n in METHODS if METHODS.get(n).__module__ == methods_module.__name__]  # not a plugin's
+    assert sorted(builtin) == sorted(BUILTIN_METHODS)

@@ -9,6 +9,7 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 
 from cycleseg.sweep import ray_compat
+from tests.processes import live_actor_classes
 
 pytestmark = pytest.mark.slow
 
@@ -78,5 +79,5 @@ def test_live_actor_classes_names_the_actors_alive_now(cluster):
 
     a = CanaryActor.remote()
     ray.get(a.ping.remote())
-    assert any(name.endswith("CanaryActor") for name in ray_compat.live_actor_classes())
+    assert any(name.endswith("CanaryActor") for name in live_actor_classes())
     ray.kill(a)

@@ -20,10 +20,9 @@ from click.testing import CliRunner
 
 from cycleseg.cli import main
 from cycleseg.model.errors import UserError
-from cycleseg.sweep import ray_compat
 from cycleseg.sweep import results as res
 from cycleseg.sweep.runner import run_sweep
-from tests.processes import descendants, kill_leftovers
+from tests.processes import descendants, kill_leftovers, live_actor_classes
 
 pytestmark = pytest.mark.slow
 
@@ -202,7 +201,7 @@ def test_early_stopping_per_cell_with_seeds_together_finds_each_cells_known_opti
     pids = {r["pid"] for tid in df["trial_id"] for r in results_json(tmp_path / "runs" / "cells", tid)}
     assert len(pids) < len(df)
     # Train's per-run cleaner actor (it needs the dashboard, and would outlive stopped trials) is not started
-    assert "PlacementGroupCleaner" not in ray_compat.live_actor_classes()
+    assert "PlacementGroupCleaner" not in live_actor_classes()
     _studies_equal_the_parquet_and_open_in_optuna_dashboard(tmp_path / "runs" / "cells", df)
 
 

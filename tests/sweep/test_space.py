@@ -1,5 +1,6 @@
 """Search-space files: expansion counts and precedence, shipped spaces, and bad YAML → exit 2 naming the field."""
 
+import importlib.resources
 import textwrap
 
 import pytest
@@ -7,7 +8,14 @@ from click.testing import CliRunner
 
 from cycleseg.cli import main
 from cycleseg.model.errors import UserError
-from cycleseg.sweep.space import load_space, resolve_space_path, schema_json, shipped_schema, shipped_spaces
+from cycleseg.sweep.space import (
+    SCHEMA_FILE,
+    SHIPPED_PACKAGE,
+    load_space,
+    resolve_space_path,
+    schema_json,
+    shipped_spaces,
+)
 
 TINY_BASE = """
 base:
@@ -211,6 +219,11 @@ def test_bad_space_exits_2_naming_file_and_field(tmp_path, body, needles):
     assert r.output.startswith("error: ") and str(p) in r.output and "Traceback" not in r.output
     for needle in needles:
         assert needle in r.output
+
+
+def shipped_schema() -> str:
+    """The schema.json the package ships (what an editor validates a space against)."""
+    return (importlib.resources.files(SHIPPED_PACKAGE) / SCHEMA_FILE).read_text()
 
 
 def test_shipped_schema_is_the_generated_one_and_every_shipped_space_follows_it():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cycleseg.model.data import clear_memo, prepare_dataset
+from cycleseg.model.data import prepare_dataset
+from tests.model.data import clear_memo
 from tests.model.data.trees import (
     AC_X,
     AC_Y,

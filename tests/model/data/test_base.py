@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cycleseg.model.data import DATASETS, clear_memo, normalize_images
+from cycleseg.model.data import DATASETS, normalize_images
+from tests.model.data import clear_memo
 from tests.model.data.trees import raises_user_error
 
 

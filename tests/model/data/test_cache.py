@@ -7,7 +7,8 @@ import pytest
 
 import cycleseg.model.data.cache as ds
 from cycleseg.model.config import TrialConfig
-from cycleseg.model.data import clear_memo, prepare_dataset
+from cycleseg.model.data import prepare_dataset
+from tests.model.data import clear_memo
 from tests.model.data.trees import VOC_H, VOC_W, cfg_for, raises_user_error, write_voc
 
 

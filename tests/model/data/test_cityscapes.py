@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cycleseg.model.data import clear_memo, prepare_dataset
+from cycleseg.model.data import prepare_dataset
 from cycleseg.model.data.splits import hold_out
+from tests.model.data import clear_memo
 from tests.model.data.trees import CS_H, CS_W, cfg_for, cs_label_ids, raises_user_error, write_cityscapes
 
 

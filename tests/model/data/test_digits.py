@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cycleseg.model.data import clear_memo, prepare_dataset
+from cycleseg.model.data import prepare_dataset
 from cycleseg.model.data.digits import compose_digit_scenes, digit_pools
+from tests.model.data import clear_memo
 from tests.model.data.trees import cfg_for
 
 

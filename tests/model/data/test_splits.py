@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cycleseg.model.data import clear_memo, labeled_indices
+from cycleseg.model.data import labeled_indices
 from cycleseg.model.data.splits import hold_out, split_patients
+from tests.model.data import clear_memo
 from tests.model.data.trees import raises_user_error
 
 

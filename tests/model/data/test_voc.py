@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cycleseg.model.data import clear_memo, prepare_dataset
+from cycleseg.model.data import prepare_dataset
 from cycleseg.model.data.splits import hold_out
+from tests.model.data import clear_memo
 from tests.model.data.trees import VOC_H, VOC_W, cfg_for, raises_user_error, voc_mask, write_palette_png, write_voc
 
 

@@ -1,8 +1,9 @@
-"""A single-worker trial: ``latest`` always names a complete checkpoint; a node without the storage stops."""
+"""A trial's life: ``latest`` always names a complete checkpoint; a node without the storage stops; a trial
+restored after its end reports it again; its config is resolved once per start."""
 
 import pytest
 
-from cycleseg.sweep.worker import TrialCheckpoints
+from cycleseg.sweep.trial import TrialCheckpoints
 
 
 def local_checkpoint(tmp_path, epoch):
@@ -43,10 +44,10 @@ def test_each_epoch_replaces_the_last_and_latest_moves_only_once_it_is_complete(
 def test_a_trial_on_a_node_that_cannot_see_the_storage_stops_with_what_to_use(tmp_path):
     """A node-local --storage on a cluster: the trial's node has no sweep.json there (the driver wrote it)."""
     from cycleseg.model.errors import UserError
-    from cycleseg.sweep.worker import tune_worker
+    from cycleseg.sweep.trial import tune_worker
 
     with pytest.raises(UserError, match=r"cannot see the sweep's storage .* shared by every node .* s3://"):
-        tune_worker({}, str(tmp_path / "runs" / "s"), "t1")
+        tune_worker(None, {}, str(tmp_path / "runs" / "s"), "t1")
 
 
 def test_a_trial_restored_after_its_last_epoch_reports_it_again_and_trains_no_further(tmp_path, monkeypatch):
@@ -55,7 +56,8 @@ def test_a_trial_restored_after_its_last_epoch_reports_it_again_and_trains_no_fu
     from cycleseg.model.data import prepare_dataset
     from cycleseg.model.resolve import resolve_config
     from cycleseg.sweep import storage
-    from cycleseg.sweep.worker import _train
+    from cycleseg.sweep.spec import TrialSpec
+    from cycleseg.sweep.trial import _train
 
     monkeypatch.setenv("CYCLESEG_CACHE", str(tmp_path / "cache"))
     cfg = {"dataset": "digits", "preset": "tiny", "method": "partial", "digits_train": 12, "digits_val": 6,
@@ -67,12 +69,56 @@ def test_a_trial_restored_after_its_last_epoch_reports_it_again_and_trains_no_fu
     def report(metrics, checkpoint_dir):
         reports.append({**metrics, "checkpoint_path": checkpoints.save(checkpoint_dir, int(metrics["epoch"]))})
 
-    config = {"cfg": cfg, "gpus_held": 0.0}
-    _train(config, data, "t1-test", None, "cpu", report, {"world_size": 1})
+    spec = TrialSpec.build(resolve_config(cfg), None)
+    _train(spec, data, "t1-test", None, "cpu", report, 0.0)
     assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False)]
     stored = (tmp_path / "train" / "t1" / "checkpoint_epoch0001" / "state.pt").read_bytes()
-    _train(config, data, "t1-test", storage.local_copy(checkpoints.latest()), "cpu", report, {"world_size": 1})
+    _train(spec, data, "t1-test", storage.local_copy(checkpoints.latest()), "cpu", report, 0.0)
     assert [(r["epoch"], r["resumed"]) for r in reports] == [(1, False), (1, True)]
     assert reports[1]["val_miou"] == reports[0]["val_miou"] and not any(k.startswith("test_") for k in reports[1])
     assert reports[1]["checkpoint_path"] == checkpoints.latest()
     assert (tmp_path / "train" / "t1" / "checkpoint_epoch0001" / "state.pt").read_bytes() == stored  # not retrained
+
+
+def test_a_trial_start_resolves_its_config_once(tmp_path, monkeypatch):
+    """Tune's trainable, from the trial's param to its last report: one ``resolve_config`` (the trial value is
+    built once and passed down; the device, the data key and the checks all read it)."""
+    import sys
+    from types import SimpleNamespace
+
+    from cycleseg.model import resolve
+    from cycleseg.model.data import cache_key, prepare_dataset
+    from cycleseg.model.resolve import resolve_config
+    from cycleseg.sweep import trial as trial_module
+    from cycleseg.sweep.cluster import Resources
+    from cycleseg.sweep.plan import PLAN_FILE
+    from cycleseg.sweep.spec import PARAM, TrialSpec
+
+    monkeypatch.setenv("CYCLESEG_CACHE", str(tmp_path / "cache"))
+    cfg = resolve_config({"dataset": "digits", "preset": "tiny", "method": "partial", "digits_train": 12,
+                          "digits_val": 6, "digits_test": 6, "image_height": 32, "image_width": 32, "epochs": 2,
+                          "device": "cpu"})
+    data = prepare_dataset(cfg)
+    sweep_dir = tmp_path / "runs" / "s"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / PLAN_FILE).write_text("{}")
+    reports = []
+    monkeypatch.setattr(trial_module.tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: "t1"))
+    monkeypatch.setattr(trial_module.tune, "report", reports.append)
+    monkeypatch.setattr(trial_module.ray, "get", lambda ref: ref)  # the data itself stands in for its object ref
+    calls = []
+    original = resolve.resolve_config
+
+    def counting(*layers):
+        calls.append(layers)
+        return original(*layers)
+
+    for module in list(sys.modules.values()):  # every module that imported it by name
+        if getattr(module, "__name__", "").startswith("cycleseg") and getattr(module, "resolve_config", None) \
+                is original:
+            monkeypatch.setattr(module, "resolve_config", counting)
+    config = {PARAM: TrialSpec.build(cfg, None).to_param()}
+    trial_module.cycleseg_trial(config, settings={"resources": Resources(1, 1.0, 0.0), "sweep_dir": str(sweep_dir)},
+                                data_refs={cache_key(cfg): data})
+    assert [r["epoch"] for r in reports] == [1, 2]
+    assert len(calls) == 1
