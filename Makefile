@@ -27,5 +27,5 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 schema: $(VENV)/.installed
-	$(BIN)/python -c "from cycleseg.sweep.space import schema_json; print(schema_json(), end='')" > search_spaces/schema.json
+	$(BIN)/python -c "from cycleseg.sweep.planning.space import schema_json; print(schema_json(), end='')" > search_spaces/schema.json
 	$(BIN)/python -c "from cycleseg.model.config import fields_markdown; print(fields_markdown(), end='')" > docs/config.md

@@ -198,7 +198,7 @@ def sweep(space: str | None, sets: tuple[str, ...], list_spaces: bool, **opts: A
 
         click.echo(describe_shipped())
         return
-    from .sweep.runner import run_sweep
+    from .sweep.execution.runner import run_sweep
 
     outcome = run_sweep(space, sets=list(sets), **opts)
     if outcome is not None and outcome.failed:
@@ -232,7 +232,7 @@ def confirm(source: str | None, **opts: Any) -> None:
     (<storage>/<name>/confirm.yaml), confirm.json (provenance), Parquet results, `cycleseg report`.
     Exit status 1 when a trial failed after its retries.
     """
-    from .sweep.confirm import confirm_winners
+    from .sweep.execution.confirm import confirm_winners
 
     outcome = confirm_winners(source, **opts)
     if outcome is not None and outcome.failed:
@@ -259,7 +259,7 @@ def best_config(results: str, **opts: Any) -> None:
 
     RESULTS: a sweep folder (local or s3:// / gs:// URI), e.g. runs/demo.
     """
-    from .sweep.export import export_best_config
+    from .sweep.results.export import export_best_config
 
     export_best_config(results, **opts)
 

@@ -59,7 +59,7 @@ import torch
 
 from cycleseg.model.config import BUILTIN_METHODS
 from cycleseg.model.flops import count_step_flops, generator_forward_flops, step_flops
-from cycleseg.sweep.estimate import H100_BF16_PEAK_TFLOPS
+from cycleseg.sweep.planning.estimate import H100_BF16_PEAK_TFLOPS
 
 try:  # run as a script (python benchmarks/bench.py) or imported as benchmarks.bench (tests)
     from ray_overhead import ray_overhead
@@ -68,7 +68,7 @@ except ImportError:
 
 PRESET_NAMES = ("tiny", "small", "paper")
 METHOD_NAMES = BUILTIN_METHODS
-H100_BF16_DENSE_TFLOPS = H100_BF16_PEAK_TFLOPS  # the product's dry run owns it (sweep/estimate.py)
+H100_BF16_DENSE_TFLOPS = H100_BF16_PEAK_TFLOPS  # the product's dry run owns it (sweep/planning/estimate.py)
 NOTES_GFLOP_PAPER_200 = 65.0  # shared/notes/reference-code.md "Cost of one step": one G forward, 200×200
 # Default timed steps per preset: CPU keeps the whole default run within ~10 min on 2 cores.
 CPU_STEPS = {"tiny": 10, "small": 5, "paper": 3}

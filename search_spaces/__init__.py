@@ -1,6 +1,7 @@
 """The shipped search spaces (package data ``cycleseg.search_spaces``: ``*.yaml`` and ``schema.json``).
 
-This package owns which spaces ship and lists them; reading one as a typed space is ``cycleseg.sweep.space``.
+This package owns which spaces ship and lists them; reading one as a typed space is
+``cycleseg.sweep.planning.space``.
 Nothing here imports torch or Ray, so ``cycleseg sweep --list`` answers at once.
 """
 

@@ -45,7 +45,7 @@ def kill_leftovers(started):
 def live_actor_classes():
     """Class names of the actors alive now, from GCS (Ray's public state API needs the dashboard, which sweeps
     do not start): to check that no per-trial helper actor outlives its trial. Ray-private; canary-tested in
-    tests/sweep/test_ray_compat.py."""
+    tests/sweep/execution/test_ray_compat.py."""
     from ray._private.state import actors
 
     return [a["ActorClassName"] for a in actors().values() if a["State"] == "ALIVE"]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from cycleseg.cli import main
 from cycleseg.model.config import FIELD_NAMES
-from cycleseg.sweep import results as res
+from cycleseg.sweep.results import parquet as res
 from tests.records import epoch_record
 
 TINY_SPACE = {"base": {"dataset": "digits", "preset": "tiny", "image_height": 32, "image_width": 32,

@@ -1,6 +1,6 @@
 """``cycleseg report``: paper-style tables with replicate statistics, plots and sample grids, as ``index.md``.
 
-Reads one or more sweep folders (``cycleseg.sweep.results.read_sweeps``), whatever has landed so far,
+Reads one or more sweep folders (``cycleseg.sweep.results.parquet.read_sweeps``), whatever has landed so far,
 and writes ``index.md`` with PNGs and a CSV of every table:
 
 1. Table 1: mean ± std (ddof=1) over seeds per method × labeled fraction, and each semi-supervised
@@ -28,10 +28,11 @@ import pandas as pd
 
 from ...model.errors import UserError
 from ...model.io import atomic_write, atomic_write_text, check_output_dir
-from .. import stats, storage
-from ..plan import read_plan
-from ..results import read_sweeps
-from ..text import md_table, text_table
+from .. import storage
+from ..planning.plan import read_plan
+from ..results import stats
+from ..results.parquet import read_sweeps
+from ..results.text import md_table, text_table
 from .derive import (
     CHOICE_METRIC,
     CLASS_IOU_COLUMN,
@@ -323,7 +324,7 @@ def build_report(
     out = check_output_dir(output if output is not None else Path(str(results[0])) / "report", "-o/--output")
     for r in results:  # damage anywhere in a sweep is reported, as best-config and --resume do
         read_plan(r, "restore it from a copy, or delete it (the report reads only trials/ and epochs/)")
-    from ..confirm import confirmation_note  # here: confirm reads report.derive, this package
+    from ..execution.confirm import confirmation_note
 
     sweeps = read_sweeps(list(results))
     confirmations = [note for r in results if (note := confirmation_note(r)) is not None]

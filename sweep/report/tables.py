@@ -10,7 +10,7 @@ import pandas as pd
 
 from ...model.config import LAMBDAS
 from ...model.metrics import LEARNED_IOU
-from .. import stats
+from ..results import stats
 from .derive import (
     ABLATION_REFERENCE,
     BASELINE,

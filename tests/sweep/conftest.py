@@ -7,7 +7,7 @@ import pytest
 import ray
 
 from cycleseg.model.plugins import ENV as PLUGINS_ENV
-from cycleseg.sweep.cluster import start_ray
+from cycleseg.sweep.execution.cluster import start_ray
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Synthetic sweeps written with the results schema (``cycleseg.sweep.results``), for the report tests.
+"""Synthetic sweeps written with the results schema (``cycleseg.sweep.results.parquet``), for the report tests.
 
 Every number the tests check is computed by hand in their comments (std with ddof=1, t_{0.975,2} = 4.302653).
 """
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from cycleseg.model.config import TrialConfig
 from cycleseg.model.data import dataset_info
 from cycleseg.model.records import epoch_table
-from cycleseg.sweep import results as res
+from cycleseg.sweep.results import parquet as res
 from tests.records import STEPS_PER_EPOCH, epoch_record
 
 T975_DF2 = 4.302653
@@ -33,8 +33,8 @@ def write_trial(sweep_dir: Path, trial_id: str, *, method: str, fraction: float,
                 status: str = "completed", variant: str | None = None, class_iou: list | None = None,
                 checkpoint_path: str | None = None, error: str | None = None, epochs: int = 2,
                 steps_per_epoch: int = STEPS_PER_EPOCH, **cfg_fields) -> None:
-    """One trial as sweep/results.py writes it: ``value`` is its test mIoU at the epoch chosen on val (the last),
-    where its val mIoU is ``value + VAL_OFFSET``; ``status`` shortens or ends the history to match."""
+    """One trial as sweep/results/parquet.py writes it: ``value`` is its test mIoU at the epoch chosen on val (the
+    last), where its val mIoU is ``value + VAL_OFFSET``; ``status`` shortens or ends the history to match."""
     cfg = TrialConfig(dataset=cfg_fields.pop("dataset", "voc"), method=method, labeled_fraction=fraction, seed=seed,
                       epochs=epochs, preset="tiny", ngf=8, ndf=8, n_blocks=2, **cfg_fields)
     n_classes = len(dataset_info(cfg).class_names)

@@ -109,9 +109,9 @@ def test_cli_report_prints_table1_and_rejects_bad_input(sweeps, tmp_path):
 
 
 def test_report_reads_what_the_sweep_writer_writes(tmp_path):
-    """Files from sweep/results.py (the real writer, with its Arrow schema) go through unchanged."""
+    """Files from sweep/results/parquet.py (the real writer, with its Arrow schema) go through unchanged."""
     from cycleseg.model.resolve import resolve_config
-    from cycleseg.sweep import results
+    from cycleseg.sweep.results import parquet as results
 
     d = tmp_path / "demo"
     versions = {"cycleseg_version": "0", "torch_version": "0", "ray_version": "0", "git_commit": None}

@@ -7,7 +7,7 @@ import pytest
 from cycleseg.sweep.report import build_report, tables
 from cycleseg.sweep.report.derive import prepare
 from cycleseg.sweep.report.paper import Paper
-from cycleseg.sweep.results import read_sweeps
+from cycleseg.sweep.results.parquet import read_sweeps
 from tests.sweep.report.synthetic import (
     make_table1_sweep,
     write_trial,

@@ -3,7 +3,7 @@
 from cycleseg.sweep.report import plots, tables
 from cycleseg.sweep.report.derive import metric_label, prepare
 from cycleseg.sweep.report.paper import Paper
-from cycleseg.sweep.results import read_sweeps
+from cycleseg.sweep.results.parquet import read_sweeps
 from tests.sweep.report.synthetic import write_trial
 
 

@@ -4,12 +4,12 @@ import math
 
 import pytest
 
-from cycleseg.sweep import stats
 from cycleseg.sweep.report import tables
 from cycleseg.sweep.report.derive import prepare
 from cycleseg.sweep.report.paper import Paper
-from cycleseg.sweep.results import read_sweeps
-from cycleseg.sweep.text import text_table
+from cycleseg.sweep.results import stats
+from cycleseg.sweep.results.parquet import read_sweeps
+from cycleseg.sweep.results.text import text_table
 from tests.sweep.report.synthetic import T975_DF2, write_trial
 
 
