@@ -15,7 +15,7 @@ from ...model.config import TrialConfig
 from ...model.errors import UserError
 from .. import storage as store
 from ..planning.dry_run import varying_fields
-from ..planning.plan import PLAN_FILE, Plan
+from ..planning.plan import PLAN_FILE, PLAN_FORMAT, Plan
 from ..planning.spec import PARAM
 from ..results import parquet as res
 from ..results.summary import print_summary
@@ -76,6 +76,10 @@ def execute(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[Tria
         CONSOLE.line(f"sweep '{name}': {plan.num_trials} trials, up to {concurrent} at once, each {r.workers} "
                      f"worker(s) × ({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU) -> {sweep_dir}")
         if resume and tune.Tuner.can_restore(sweep_dir):
+            if plan.format != PLAN_FORMAT:  # Tune's pickled state names modules this version has moved
+                raise UserError(f"--resume: sweep '{name}' was started by an earlier cycleseg, and the state Tune "
+                                "saved names that version's modules; finish it with the version that started it (its "
+                                "finished trials record their git commit), or start a new --name")
             tuner = tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:  # a new sweep, or one whose driver died before Tune saved any state
             plan.max_concurrent, plan.workers_per_trial = concurrent, r.workers

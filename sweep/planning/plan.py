@@ -18,6 +18,9 @@ from .space import SchedulerSpec, SearchSpace, SearchSpec, load_space
 from .spec import TrialSpec
 
 PLAN_FILE = "sweep.json"
+# 2: Tune's saved state names the modules of sweep/planning, sweep/execution and sweep/results. A sweep whose
+# Tune state an older cycleseg saved resumes with that version (execute.py says so); 1: everything before
+PLAN_FORMAT = 2
 
 
 def longest_first(trials: list[TrialSpec]) -> list[TrialSpec]:
@@ -56,6 +59,7 @@ class Plan:
     scheduler: dict[str, Any] | None = None  # its scheduler: section (None: no early stopping)
     space: SearchSpace | None = field(default=None, compare=False)  # the file as read; never read on --resume
     legacy: bool = field(default=False, compare=False)  # stored before the sections were: read them from the file
+    format: int = PLAN_FORMAT  # the cycleseg layout that wrote it (stored plans without one: 1)
 
     @classmethod
     def build(cls, space: SearchSpace, sets: dict[str, Any]) -> Plan:
@@ -85,13 +89,13 @@ class Plan:
 
     def to_json(self) -> str:
         keys = ("space_path", "sets", "num_trials", "trials", "cells", "seeds", "max_concurrent", "workers_per_trial",
-                "searched", "search", "scheduler")
+                "searched", "search", "scheduler", "format")
         return json.dumps({k: getattr(self, k) for k in keys}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
-        plan = cls(**data, legacy="search" not in data)
+        plan = cls(**{"format": 1, **data}, legacy="search" not in data)
         for t in plan.trials:  # a plan stored before fields were added: they ran at their defaults
             t["cfg"] = complete(t["cfg"])
         return plan
@@ -126,7 +130,8 @@ class Plan:
     def same_trials(self, other: Plan) -> bool:
         """Whether ``other`` runs what this plan runs: the trials or cells, the seeds, the search and scheduler."""
         sections = self.legacy or other.legacy or (self.search, self.scheduler) == (other.search, other.scheduler)
-        return sections and (self.trials, self.cells, self.seeds) == (other.trials, other.cells, other.seeds)
+        trials = [(t["cfg"], t["variant"]) for t in self.trials] == [(t["cfg"], t["variant"]) for t in other.trials]
+        return sections and trials and (self.cells, self.seeds) == (other.cells, other.seeds)
 
 
 def read_plan(sweep_dir: str | Path, fix: str) -> Plan | None:

@@ -355,6 +355,25 @@ def test_resume_keeps_the_workers_per_trial_the_sweep_started_with(cluster, tmp_
         run_sweep(None, name="ddp", storage=str(tmp_path / "runs"), resume=True, gpus_per_worker=0)
 
 
+def test_a_sweep_whose_tune_state_an_earlier_cycleseg_saved_is_refused_saying_what_to_do(cluster, tmp_path):
+    """Tune's tuner.pkl names the modules of the version that saved it, and the layout of sweep/ moved them: such a
+    resume stops with one line instead of Tune's unpickling traceback (a sweep without Tune state resumes)."""
+    from cycleseg.sweep.planning.plan import PLAN_FILE, PLAN_FORMAT, Plan
+
+    plan = Plan.from_space(space(tmp_path, ""), {})
+    plan.max_concurrent, plan.workers_per_trial = 1, 1
+    assert Plan.from_json(plan.to_json()).format == PLAN_FORMAT
+    stored = json.loads(plan.to_json())
+    del stored["format"]  # as cycleseg wrote it before the layout
+    assert Plan.from_json(json.dumps(stored)).format == 1
+    old = tmp_path / "runs" / "old"
+    old.mkdir(parents=True)
+    (old / PLAN_FILE).write_text(json.dumps(stored))
+    (old / "tuner.pkl").write_bytes(b"Tune's state, naming cycleseg.sweep.callbacks")  # refused before it is read
+    with pytest.raises(UserError, match=r"started by an earlier cycleseg.*the version that started it.*new --name"):
+        run_sweep(None, name="old", storage=str(tmp_path / "runs"), resume=True, gpus_per_worker=0)
+
+
 def test_resume_needs_an_existing_sweep(cluster, tmp_path):
     with pytest.raises(UserError, match="no sweep 'nope'"):
         run_sweep(None, name="nope", storage=str(tmp_path), resume=True)
