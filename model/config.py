@@ -264,7 +264,7 @@ DEFAULTS: dict[str, Any] = TrialConfig().to_dict()
 # reason to keep two trials' results apart in a report.
 # Fields added after sweeps were already on disk: at their default they stay out of the hash, so a
 # configuration keeps the hash it had before they existed (a sweep resumed across the upgrade keeps its groups).
-LATER_FIELDS = frozenset({"recipe", *GAN_FIELDS})
+LATER_FIELDS = frozenset({"recipe", "merge_passes", *GAN_FIELDS})
 EXECUTION_FIELDS = frozenset({"data_root", "cache_dir", "device", "amp", "channels_last", "merge_passes", "compile",
                               "eval_batch_size"})
 

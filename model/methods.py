@@ -485,7 +485,8 @@ class CycleGAN(Method):
         terms: dict[str, Tensor] = {}
         saved: dict[str, Tensor] = {}
 
-        # G_IS on x and x', then G_SI on y and s_u: each pair in one pass where the network allows it
+        # G_IS on x and x' in one pass where merge_passes allows it (G_SI's y and s_u differ in needing an input
+        # gradient, so they keep their own passes)
         cycle_u = lam3 > 0 or lam4 > 0
         logits, *rest = self._fwd_each("G_IS", x, *([x_u] if cycle_u else []))
         terms["S_gen"] = losses.cross_entropy(logits, y)  # Eq. 1

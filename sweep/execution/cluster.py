@@ -35,7 +35,7 @@ class Resources:
 
 def worker_env() -> dict[str, str]:
     """Environment every Ray process gets: Train's knobs (ours unless the user set them) and the plugins."""
-    from .ray_compat import TRAIN_ENV
+    from .ray_compat import TRAIN_ENV  # Ray is imported where it is used: the checks need none
 
     env = {k: os.environ.get(k, v) for k, v in TRAIN_ENV.items()}
     if os.environ.get(PLUGINS_ENV):

@@ -82,7 +82,7 @@ def execute(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[Tria
                                 "finished trials record their git commit), or start a new --name")
             tuner = tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:  # a new sweep, or one whose driver died before Tune saved any state
-            plan.max_concurrent, plan.workers_per_trial = concurrent, r.workers
+            plan.max_concurrent, plan.workers_per_trial, plan.format = concurrent, r.workers, PLAN_FORMAT
             store.write_bytes(store.join(sweep_dir, PLAN_FILE), plan.to_json().encode())
             tuner = _new_tuner(plan, trainable, name, root, sweep_dir, r, concurrent, log is None, mlflow)
         tuner.fit()
@@ -101,7 +101,7 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
     scheduler = None
     if early is not None:
         max_t = early.max_t or max(c["epochs"] for c in plan.rows())
-        scheduler = CellASHA(early, max_t, tuple(plan.searched))
+        scheduler = CellASHA(early, max_t)
     shown = [k for k in varying_fields(plan.rows()) if k != "seed"]
     if search is not None:
         shown += list(search.params)
@@ -126,7 +126,7 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
             # one TrialEnds: whichever callback asks first when a trial ends writes its row, the other reads it
             callbacks=[ResultsCallback(ends), ReleaseTrainResources(),
                        ConsoleCallback(plan.num_trials, concurrent, [*shown, "seed"], ends),
-                       *([MlflowCallback(mlflow, name, sweep_dir)] if mlflow else [])],
+                       *([MlflowCallback(mlflow, name, ends)] if mlflow else [])],
             failure_config=tune.FailureConfig(max_failures=retries(r)[0]),
         ),
     )

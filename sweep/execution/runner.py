@@ -85,7 +85,7 @@ def run_sweep(
     if assume_tflops is not None and not (math.isfinite(assume_tflops) and assume_tflops > 0):
         raise UserError(f"--assume-tflops must be a number > 0 (a device's sustained TFLOP/s), got {assume_tflops}")
     if mlflow is not None:
-        from .tracking import check_tracking
+        from .tracking import check_tracking  # MLflow's callback module imports Ray
 
         check_tracking(mlflow)
     if name is not None:
@@ -133,7 +133,7 @@ def run_sweep(
 
     go_on = f"cycleseg {command} --resume --name {name}" + (f" --storage {storage}" if storage != "runs" else "")
     try:
-        from .execute import execute
+        from .execute import execute  # Ray and Tune: imported once every check has passed
 
         with ray_output_away(verbose) as log:
             failed = execute(plan, name, root, sweep_dir, configs, resume=resume, address=address, log=log,

@@ -41,11 +41,10 @@ def milestones(grace_period: int, max_t: int, reduction_factor: int) -> list[int
 class CellASHA(FIFOScheduler):
     """ASHA with rungs per grid cell and one decision per configuration (module docstring)."""
 
-    def __init__(self, spec: SchedulerSpec, max_t: int, searched: tuple[str, ...]) -> None:
+    def __init__(self, spec: SchedulerSpec, max_t: int) -> None:
         super().__init__()
         self._metric, self._mode, self.rf = spec.metric, spec.mode, spec.reduction_factor  # Tune's attributes
         self.sign = 1.0 if spec.mode == "max" else -1.0
-        self.searched = tuple(searched)
         self.milestones = milestones(spec.grace_period, max_t, spec.reduction_factor)
         self.rungs: dict[str, dict[int, dict[str, float]]] = {}  # cell -> rung -> configuration -> its seeds' mean
         self.reached: dict[tuple[str, int], dict[int, float]] = {}  # (configuration, rung) -> seed -> value
@@ -56,7 +55,7 @@ class CellASHA(FIFOScheduler):
         return True  # metric and mode come from the space's scheduler section
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        return self.decide(trial_spec(trial, self.searched), result)
+        return self.decide(trial_spec(trial), result)
 
     def decide(self, spec: TrialSpec, result: dict[str, Any]) -> str:
         """CONTINUE or STOP for one report of the trial ``spec``."""

@@ -99,8 +99,8 @@ class CellSearcher(Searcher):
                 self.inner[cell].on_trial_complete(sample, {self.search.metric: objective})
             else:
                 self.inner[cell].on_trial_complete(sample, None, error=True)
-            params = getattr(self, "params", {}).pop(sample, None)  # a searcher pickled before the journal has none
-            if getattr(self, "journal", None) is not None and params is not None:
+            params = self.params.pop(sample)
+            if self.journal is not None:
                 self.journal.record(cell, sample, params, {k: p.to_optuna() for k, p in self.search.params.items()},
                                     objective, len(vals))
 

@@ -23,7 +23,7 @@ from ray import tune
 
 from ...model.errors import UserError
 from ..planning.spec import TrialFacts, trial_spec
-from ..results import parquet as res
+from .trial import TrialEnds, error_text
 
 EXTRA = "pip install 'cycleseg[mlflow]'"
 WEB = frozenset({"http", "https"})
@@ -62,8 +62,8 @@ def _numbers(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
 class MlflowCallback(tune.Callback):
     """Each trial as an MLflow run (module docstring). Holds only the URI and ids, so Tune can save it."""
 
-    def __init__(self, uri: str, sweep: str, sweep_dir: str) -> None:
-        self.uri, self.sweep, self.sweep_dir = uri, sweep, sweep_dir
+    def __init__(self, uri: str, sweep: str, ends: TrialEnds) -> None:
+        self.uri, self.sweep, self.ends = uri, sweep, ends  # ends: each ended trial's row, shared with the others
         self.runs: dict[str, str] = {}  # trial id -> MLflow run id
 
     def _client(self) -> Any:
@@ -102,15 +102,15 @@ class MlflowCallback(tune.Callback):
         self._client().log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end(trial)
+        self._end(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end(trial)
+        self._end(trial, error_text(trial))
 
-    def _end(self, trial: Any) -> None:
-        """After ``ResultsCallback`` (listed before this one) wrote the trial's row: log what it reports."""
+    def _end(self, trial: Any, error: str | None) -> None:
+        """Log what the trial reports: its row, from ``TrialEnds`` (written once, whichever callback asks first)."""
         client, run_id = self._client(), self._run(trial)
-        row = res.read_trial(self.sweep_dir, trial.trial_id) or {}
+        row = self.ends.finish(trial, error) or {}
         status = row.get("status", "failed")
         selected = {k: row.get(k) for k in ("selected_epoch", "val_miou", "test_miou", "test_pixel_acc",
                                             "best_val_miou", "final_val_miou", "final_test_miou", "steps",

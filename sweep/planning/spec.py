@@ -59,12 +59,13 @@ class TrialSpec:
                 "configuration": self.configuration}
 
     @classmethod
-    def from_param(cls, param: Mapping[str, Any], searched: Iterable[str] = ()) -> TrialSpec:
-        """Back from ``to_param``: the config is resolved (and checked on this node, plugins loaded) once. A trial
-        stored before the keys were (a sweep resumed across the upgrade) gets them derived, with ``searched``."""
+    def from_param(cls, param: Mapping[str, Any]) -> TrialSpec:
+        """Back from ``to_param``: the config is resolved (and checked on this node, plugins loaded) once. A grid
+        trial of a plan stored before the keys were (its driver died before Tune saved state; a search's trials
+        come from this version's searcher) gets them derived: a grid searches no field."""
         cfg = resolve_config(complete(dict(param["cfg"])))
         if "cell" not in param:
-            return cls.build(cfg, param.get("variant"), searched)
+            return cls.build(cfg, param.get("variant"))
         return cls(cfg, param.get("variant"), param["cell"], param["configuration"])
 
     def with_device(self, device: str) -> TrialSpec:
@@ -75,17 +76,16 @@ class TrialSpec:
 _SPECS: dict[str, tuple[Mapping[str, Any], TrialSpec]] = {}  # trial id -> (its param, the value built from it)
 
 
-def trial_spec(trial: Any, searched: Iterable[str] = ()) -> TrialSpec:
+def trial_spec(trial: Any) -> TrialSpec:
     """The one accessor: the ``TrialSpec`` a Tune trial (or a trial's config dict) carries. Built once per
-    trial in this process: the driver's callbacks, searcher and scheduler ask on every result. ``searched``
-    only matters for a trial stored before the keys were (``from_param``)."""
+    trial in this process: the driver's callbacks, searcher and scheduler ask on every result."""
     config = trial if isinstance(trial, Mapping) else trial.config
     param = config[PARAM]
     tid = None if isinstance(trial, Mapping) else trial.trial_id
     cached = _SPECS.get(tid) if tid is not None else None
     if cached is not None and cached[0] is param:
         return cached[1]
-    spec = TrialSpec.from_param(param, searched)
+    spec = TrialSpec.from_param(param)
     if tid is not None:
         _SPECS[tid] = (param, spec)
     return spec

@@ -324,7 +324,7 @@ def build_report(
     out = check_output_dir(output if output is not None else Path(str(results[0])) / "report", "-o/--output")
     for r in results:  # damage anywhere in a sweep is reported, as best-config and --resume do
         read_plan(r, "restore it from a copy, or delete it (the report reads only trials/ and epochs/)")
-    from ..execution.confirm import confirmation_note
+    from ..execution.confirm import confirmation_note  # here: confirm reads report.derive, this package
 
     sweeps = read_sweeps(list(results))
     confirmations = [note for r in results if (note := confirmation_note(r)) is not None]

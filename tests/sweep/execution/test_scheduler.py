@@ -36,14 +36,14 @@ def test_rungs_are_grace_times_eta_powers_below_max_t():
 
 
 def test_hand_computed_cutoff_within_a_cell():
-    s = CellASHA(SPEC, max_t=4, searched=("lambda_2",))
+    s = CellASHA(SPEC, max_t=4)
     # rung 1 of the 10 % cell sees 0.2, then 0.1 (below the cutoff 0.2: stop), then 0.18: cutoff is the
     # median (1 − 1/η = 50th percentile) of {0.2, 0.1} = 0.15 → continue
     assert s.decide(spec(cfg(0.1, 0.01)), {"epoch": 1, "val_miou": 0.2}) == CONTINUE
     assert s.decide(spec(cfg(0.1, 1.0)), {"epoch": 1, "val_miou": 0.1}) == STOP
     assert s.decide(spec(cfg(0.1, 0.1)), {"epoch": 1, "val_miou": 0.18}) == CONTINUE
     # min mode ranks the other way
-    low = CellASHA(SPEC.model_copy(update={"mode": "min", "metric": "loss_G_total"}), max_t=4, searched=("lambda_2",))
+    low = CellASHA(SPEC.model_copy(update={"mode": "min", "metric": "loss_G_total"}), max_t=4)
     assert low.decide(spec(cfg(0.1, 0.01)), {"epoch": 1, "loss_G_total": 0.2}) == CONTINUE
     assert low.decide(spec(cfg(0.1, 1.0)), {"epoch": 1, "loss_G_total": 0.1}) == CONTINUE
     assert low.decide(spec(cfg(0.1, 0.1)), {"epoch": 1, "loss_G_total": 0.3}) == STOP
@@ -52,7 +52,7 @@ def test_hand_computed_cutoff_within_a_cell():
 def test_the_weaker_cell_keeps_its_best_configurations_where_one_global_asha_stops_them():
     """Every 10 % score lies below every 20 % score: ranked together, the 10 % optimum is stopped."""
     order = [cfg(0.2, lam) for lam in (0.1, 0.03, 0.3)] + [cfg(0.1, lam) for lam in (0.01, 0.3, 0.003)]
-    ours = CellASHA(SPEC, max_t=4, searched=("lambda_2",))
+    ours = CellASHA(SPEC, max_t=4)
     ray_asha = ASHAScheduler(time_attr="epoch", metric="val_miou", mode="max", max_t=4, grace_period=1,
                              reduction_factor=2)
     decisions = {}
@@ -69,7 +69,7 @@ def test_the_weaker_cell_keeps_its_best_configurations_where_one_global_asha_sto
 
 
 def test_a_configurations_seeds_continue_or_stop_together():
-    s = CellASHA(SPEC, max_t=4, searched=("lambda_2",))
+    s = CellASHA(SPEC, max_t=4)
     best, worse = 0.01, 1.0
     assert s.decide(spec(cfg(0.1, best, seed=0)), result_for(cfg(0.1, best, seed=0), 1)) == CONTINUE
     # seed 0 of the worse configuration reaches the rung first and is stopped...
@@ -85,11 +85,11 @@ def test_a_configurations_seeds_continue_or_stop_together():
 
 
 def test_state_survives_save_and_restore(tmp_path):
-    s = CellASHA(SPEC, max_t=4, searched=("lambda_2",))
+    s = CellASHA(SPEC, max_t=4)
     s.decide(spec(cfg(0.1, 0.01)), {"epoch": 1, "val_miou": 0.3})
     s.decide(spec(cfg(0.1, 1.0)), {"epoch": 1, "val_miou": 0.1})
     s.save(str(tmp_path / "s.pkl"))
-    t = CellASHA(SPEC, max_t=4, searched=("lambda_2",))
+    t = CellASHA(SPEC, max_t=4)
     t.restore(str(tmp_path / "s.pkl"))
     assert t.stopped == s.stopped and t.decide(spec(cfg(0.1, 1.0, seed=1)), {"epoch": 1, "val_miou": 0.9}) == STOP
 
@@ -97,7 +97,7 @@ def test_state_survives_save_and_restore(tmp_path):
 def test_a_rung_records_the_value_a_seed_had_when_it_reached_it():
     """Later epochs (past the last rung) never overwrite a rung's record: else a configuration that kept
     improving would raise the bar for the ones that reach that rung after it."""
-    s = CellASHA(SPEC, max_t=3, searched=("lambda_2",))  # rungs 1, 2
+    s = CellASHA(SPEC, max_t=3)  # rungs 1, 2
     first = cfg(0.2, 0.01, epochs=3)
     for epoch, value in ((1, 0.40), (2, 0.50), (3, 0.90)):
         assert s.decide(spec(first), {"epoch": epoch, "val_miou": value}) == CONTINUE

@@ -139,3 +139,24 @@ def test_results_written_before_the_gan_levers_read_as_what_those_runs_ran(tmp_p
     pq.write_table(t.drop_columns(["lambda_1"]), tmp_path / "trials" / "old.parquet")  # not added later
     with pytest.raises(UserError, match="lacks the column"):
         res.read_sweeps([tmp_path])
+
+
+
+def test_results_written_before_merge_passes_existed_read_with_its_default(tmp_path):
+    """Every folder written before the execution field ``merge_passes`` (all sweeps until 2026-12-06) still reads:
+    the column is added at its default, and the config hash, which leaves later fields out at their default,
+    is the one those runs recorded."""
+    from cycleseg.model.config import DEFAULTS, LATER_FIELDS
+
+    assert "merge_passes" in LATER_FIELDS
+    hist = [epoch(1, 0.2)]
+    res.write_trial(tmp_path, row(hist, trial_id="old"), hist)
+    f = tmp_path / "trials" / "old.parquet"
+    t = pq.read_table(f).drop_columns(["merge_passes"])
+    cfg = json.loads(t["config_json"][0].as_py())
+    del cfg["merge_passes"]
+    t = t.set_column(t.schema.get_field_index("config_json"), "config_json", pa.array([json.dumps(cfg)]))
+    pq.write_table(t, f)
+    trial = res.read_sweeps([tmp_path]).trials.iloc[0]
+    assert trial["merge_passes"] is DEFAULTS["merge_passes"] or pd.isna(trial["merge_passes"])
+    assert trial["config_hash"] == resolve_config(cfg).hash()
