@@ -491,11 +491,8 @@ class CycleGAN(Method):
         logits, *rest = self._fwd_each("G_IS", x, *([x_u] if cycle_u else []))
         terms["S_gen"] = losses.cross_entropy(logits, y)  # Eq. 1
         y_onehot = self._fmt(one_hot(y, self.info.num_classes)) if lam1 or lam2 or lam4 or lam5 else None
-        s_u = torch.softmax(rest[0], dim=1) if cycle_u else None
-        g_si_in = ([y_onehot] if lam1 > 0 or lam2 > 0 or lam5 > 0 else []) + ([s_u] if lam3 > 0 else [])
-        g_si_out = self._fwd_each("G_SI", *g_si_in)
         if lam1 > 0 or lam2 > 0 or lam5 > 0:
-            x_fake = g_si_out[0]  # G_SI(y)
+            x_fake = self._fwd("G_SI", y_onehot)  # G_SI(y)
             if lam1 > 0:
                 terms["I_gen"] = losses.l2(x_fake, x)  # Eq. 3
             if lam2 > 0:
@@ -505,8 +502,9 @@ class CycleGAN(Method):
                 saved["x_fake"], saved["x_u"] = x_fake.detach(), x_u
         if cycle_u:
             # softmax probabilities into G_SI, not a detached argmax: the cycle's gradient reaches G_IS
+            s_u = torch.softmax(rest[0], dim=1)
             if lam3 > 0:
-                terms["I_cycle"] = losses.l1(g_si_out[-1], x_u)  # Eq. 6
+                terms["I_cycle"] = losses.l1(self._fwd("G_SI", s_u), x_u)  # Eq. 6
             if lam4 > 0:
                 seen = self.d_s_view(rest[0], s_u)
                 terms["S_adv_G"] = losses.lsgan_real(self.judge("D_S", seen))  # Eq. 4, G side

@@ -331,15 +331,15 @@ class TrialEnds:
         tid = trial.trial_id
         if tid in self._rows:
             return self._rows[tid]
-        before = res.read_trial(self.sweep_dir, tid)
-        if before is None or before["status"] == "failed":
+        row = res.read_trial(self.sweep_dir, tid)
+        if row is None or row["status"] == "failed":
             # a trial file is final: a trial that ended just before its driver was killed is finished once more
             # by the resumed sweep (Tune had not saved its end), with nothing new to add. A failed one is not: a
             # resumed sweep runs it again (resume_errored), and that run's outcome replaces it
             self._write(trial, error)
+            row = res.read_trial(self.sweep_dir, tid)
         self._seen.pop(tid, None)
         self._start.pop(tid, None)
-        row = res.read_trial(self.sweep_dir, tid)
         if row is not None:
             self._rows[tid] = row
         return row
