@@ -300,7 +300,8 @@ def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str
         "unlabeled_per_step": n_u // spec["steps"],
         "flops_step": flops,
         "data_bytes": batches.images.nbytes + batches.masks.nbytes,
-        "amp_bf16": method.use_amp,
+        "amp_bf16": method.use_amp or torch.is_autocast_enabled(device.type),
+        "cpu_kernels": "onednn" if torch.backends.mkldnn.enabled else "native",
         "channels_last": method.memory_format == torch.channels_last,
         "compile": cfg.compile,
         "threads": torch.get_num_threads(),
@@ -315,10 +316,19 @@ def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str
 
 
 def _worker(payload: str) -> None:
+    from cycleseg.model.device import resolve_device
+    from cycleseg.model.resolve import resolve_config
+
     job = json.loads(payload)
-    if job["spec"].get("threads"):
-        torch.set_num_threads(job["spec"]["threads"])
-    print(json.dumps(bench_config(job["layers"], job["spec"])), flush=True)
+    spec = job["spec"]
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    torch.backends.mkldnn.enabled = spec.get("cpu_kernels", "onednn") == "onednn"
+    device = resolve_device(resolve_config(*job["layers"]).device)
+    # --autocast-bf16: the whole measurement (FLOP count, warm-up, timed steps) under bf16 autocast, on CPU too
+    bf16 = spec.get("autocast_bf16")
+    with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        print(json.dumps(bench_config(job["layers"], spec)), flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -522,6 +532,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"device peak for '%% peak' (CUDA default {H100_BF16_DENSE_TFLOPS:g}: H100 SXM dense bf16)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override any TrialConfig field, e.g. --set batch_size=10 --set compile=true")
+    ap.add_argument("--cpu-kernels", choices=("onednn", "native"), default="onednn",
+                    help="CPU convolutions: oneDNN (torch's default) or native (im2col + GEMM; mkldnn off)")
+    ap.add_argument("--autocast-bf16", action="store_true",
+                    help="run each step under bf16 autocast on any device (cycleseg autocasts on CUDA only): "
+                         "what bf16 would buy on a CPU with AVX512-BF16/AMX")
     ap.add_argument("--cache-dir", default=None, help="dataset cache folder (default: the config's)")
     ap.add_argument("--csv", type=Path, default=None, help="also write the rows to this CSV")
     ap.add_argument("--markdown", action="store_true", help="print Markdown (for BENCHMARKS.md)")
@@ -592,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.steps or (CUDA_STEPS if device == "cuda" else CPU_STEPS[preset])
         n = PRESETS[preset]
         g_fwd = generator_forward_flops(digits.in_channels, digits.num_classes, n["ngf"], n["n_blocks"], h, w)
-        spec = {"steps": steps, "warmup": warmup, "threads": args.threads}
+        spec = {"steps": steps, "warmup": warmup, "threads": args.threads, "cpu_kernels": args.cpu_kernels,
+                "autocast_bf16": args.autocast_bf16}
         runs: dict[str, list[dict[str, Any]]] = {code: [] for code, _ in codes}
         for rep in range(args.repeat):  # alternate the codes, so drift in the machine's speed hits both
             for code, checkout in codes:
@@ -615,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     out = io.StringIO()
     amp = sorted({"bf16 autocast" if r["amp_bf16"] else "fp32" for r in results if "amp_bf16" in r})
     layout = sorted({f"channels_last={r['channels_last']}" for r in results if "channels_last" in r})
+    native = any(r.get("cpu_kernels") == "native" for r in results)
     print(f"Command: `.venv/bin/python {cmd.strip()}`", file=out)
     print(f"Date: {started:%Y-%m-%d %H:%M %Z}", file=out)
     gpu = next((r["gpu"] for r in results if r.get("gpu")), None)
@@ -622,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Data: digits ({digits.in_channels}→{digits.num_classes} classes) at {h}×{w}, "
           f"batch_size per config (L = labeled, U = unlabeled images per step); "
           f"{', '.join(amp + layout)}; "
+          f"{'native CPU convolutions (oneDNN off); ' if native else ''}"
           f"peak for '% peak': {f'{peak:g} TFLOP/s' if peak else 'not given (--peak-tflops)'}", file=out)
     if device == "cuda":
         print("Memory: peak = torch.cuda.max_memory_allocated from the built method on (parameters, resident "

@@ -1,4 +1,5 @@
-"""benchmarks/bench.py, pure parts only: the derived columns, the table, the split of a trial's wall time."""
+"""benchmarks/bench.py: the derived columns, the table, the split of a trial's wall time, and that a worker runs the
+step with the kernels and precision it was asked for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 
 import pytest
 
-from benchmarks.bench import H100_BF16_DENSE_TFLOPS, derive, format_table, parse_size
+from benchmarks.bench import H100_BF16_DENSE_TFLOPS, derive, format_table, main, parse_size
 from benchmarks.ray_overhead import split_trial_time
 
 
@@ -47,3 +48,12 @@ def test_split_trial_time_parts_add_up_to_the_wall_time():
     split = split_trial_time(wall=30.0, epoch_seconds=5.0, t_done=1000.0, t_ckpt=996.0)
     assert split == {"wall": 30.0, "epochs": 5.0, "start_to_first_step": 21.0, "last_epoch_to_result": 4.0,
                      "overhead": 25.0}
+
+
+def test_a_worker_steps_with_the_kernels_and_precision_asked_for(tmp_path, capsys):
+    """The header is built from what the worker process reports (autocast on, oneDNN off), not from the flags."""
+    assert main(["--device", "cpu", "--presets", "tiny", "--methods", "partial", "--size", "16x16", "--steps", "1",
+                 "--threads", "1", "--cache-dir", str(tmp_path), "--cpu-kernels", "native", "--autocast-bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "bf16 autocast" in out and "fp32" not in out
+    assert "native CPU convolutions (oneDNN off)" in out
