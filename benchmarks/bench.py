@@ -1,8 +1,8 @@
 """Train-step benchmark: step time, images/s, peak memory and achieved FLOP/s per method and preset.
 
-(Over 500 lines on purpose: one script people run by hand whose sections, the measurement in a
-subprocess per configuration, the derived columns and table, the FLOP-model text and the GPU packing
-estimate, together print one section of BENCHMARKS.md; the Ray overhead lives in ray_overhead.py.)
+(About 500 lines on purpose: one script people run by hand whose sections, the driver, the derived columns
+and table, the FLOP-model text and the GPU packing estimate, together print one section of BENCHMARKS.md; the
+measurement itself lives in step_worker.py, the Ray overhead in ray_overhead.py.)
 
 Run by hand (not a test); results go into BENCHMARKS.md::
 
@@ -12,8 +12,8 @@ Run by hand (not a test); results go into BENCHMARKS.md::
     git worktree add /tmp/before <commit>                    # then time its step beside this one's:
     .venv/bin/python benchmarks/bench.py --baseline /tmp/before --presets tiny --size 32x32 --set batch_size=10
 
-Each (preset, method) runs in a fresh subprocess, so peak memory is that configuration's alone. A
-subprocess builds the method through ``METHODS`` from a resolved ``TrialConfig`` on real ``digits``
+Each (preset, method) runs in a fresh subprocess (``step_worker.py``), so peak memory is that configuration's
+alone. A subprocess builds the method through ``METHODS`` from a resolved ``TrialConfig`` on real ``digits``
 batches drawn by ``EpochBatches`` (uint8 arrays resident on the device, normalised per batch, as in
 ``run_trial``), runs one step under ``FlopCounterMode`` (the FLOP count; it doubles as the first
 warm-up step), the other warm-up steps, then times ``steps`` calls of ``optimize_parameters``
@@ -42,23 +42,19 @@ import math
 import os
 import platform
 import re
-import resource
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from cycleseg.model.config import BUILTIN_METHODS
-from cycleseg.model.flops import count_step_flops, generator_forward_flops, step_flops
+from cycleseg.model.config import BUILTIN_METHODS  # the driver's imports; the measuring process: step_worker.py
+from cycleseg.model.flops import generator_forward_flops, step_flops
 from cycleseg.sweep.planning.estimate import H100_BF16_PEAK_TFLOPS
 
 try:  # run as a script (python benchmarks/bench.py) or imported as benchmarks.bench (tests)
@@ -66,6 +62,7 @@ try:  # run as a script (python benchmarks/bench.py) or imported as benchmarks.b
 except ImportError:
     from benchmarks.ray_overhead import ray_overhead
 
+WORKER = Path(__file__).resolve().with_name("step_worker.py")
 PRESET_NAMES = ("tiny", "small", "paper")
 METHOD_NAMES = BUILTIN_METHODS
 H100_BF16_DENSE_TFLOPS = H100_BF16_PEAK_TFLOPS  # the product's dry run owns it (sweep/planning/estimate.py)
@@ -185,153 +182,6 @@ def derive(r: dict[str, Any], peak_tflops: float | None, g_fwd_flops: int) -> di
 
 
 # ------------------------------------------------------------------------------------------------
-# One configuration, in its own process
-# ------------------------------------------------------------------------------------------------
-
-
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss_bytes() -> int:
-    """High-water mark of this process's RSS (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _timed(method: Any, batches: Iterator[Any], cuda: bool) -> tuple[float, list[float], int, int]:
-    """Run ``optimize_parameters`` over ``batches``: (seconds, step end times from the start, #labeled, #unlabeled).
-
-    Ends with ``torch.cuda.synchronize`` on CUDA, a ``.item()`` on CPU. CPU kernels run synchronously,
-    so there each step's end time is real (on CUDA only the total is).
-    """
-    n_l = n_u = 0
-    ends = []
-    t0 = time.perf_counter()
-    for batch in batches:
-        n_l += len(batch.x)
-        n_u += len(batch.x_u) if batch.x_u is not None else 0
-        terms = method.optimize_parameters(batch)
-        ends.append(time.perf_counter() - t0)
-    if cuda:
-        torch.cuda.synchronize()
-    else:
-        terms["G_total"].item()
-    return time.perf_counter() - t0, ends, n_l, n_u
-
-
-def bench_config(layers: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, Any]:
-    """Build, count, warm up and time one configuration; return the raw measurements."""
-    from cycleseg.model.data import prepare_dataset
-    from cycleseg.model.device import resolve_device
-    from cycleseg.model.methods import METHODS, create_method
-    from cycleseg.model.resolve import replace, resolve_config
-    from cycleseg.model.trainer import EpochBatches
-
-    cfg = resolve_config(*layers)
-    device = resolve_device(cfg.device)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # as run_trial does
-    data = prepare_dataset(cfg)
-    batches = EpochBatches(data, cfg, METHODS.get(cfg.method).uses_unlabeled, device)
-    total_iters = cfg.epochs * batches.iters_per_epoch
-
-    def stream() -> Iterator[Any]:
-        epoch = 1
-        while True:
-            yield from batches.epoch(epoch)
-            epoch += 1
-
-    draw = stream()
-    warm = spec["warmup"]
-    flops = None
-    if cfg.compile:  # FlopCounterMode and compiled graphs don't mix: count on an eager twin
-        eager = create_method(replace(cfg, compile=False), data.info, device, total_iters)
-        flops = count_step_flops(eager, next(draw))
-        del eager
-        if cuda:
-            torch.cuda.empty_cache()
-    built = time.perf_counter()
-    method = create_method(cfg, data.info, device, total_iters)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        mem_before = torch.cuda.memory_allocated()
-    else:
-        mem_before = _rss_bytes()
-    if flops is None:
-        flops = count_step_flops(method, next(draw))  # = the first warm-up step
-        warm -= 1
-    for _ in range(max(0, warm)):
-        method.optimize_parameters(next(draw))
-    if cuda:
-        torch.cuda.synchronize()
-    warmup_seconds = time.perf_counter() - built  # build + warm-up steps: torch.compile's cost shows here
-    if spec.get("barrier"):  # --concurrent: every copy starts timing together
-        barrier = Path(spec["barrier"])
-        (barrier / f"ready-{os.getpid()}").touch()
-        deadline = time.monotonic() + 900
-        while len(list(barrier.glob("ready-*"))) < spec["copies"]:
-            if time.monotonic() > deadline:
-                raise RuntimeError("--concurrent: the other copies never got ready")
-            time.sleep(0.01)
-
-    seconds, ends, n_l, n_u = _timed(method, (next(draw) for _ in range(spec["steps"])), cuda)
-    if cuda:
-        free, total = torch.cuda.mem_get_info()
-        mem = {"mem_peak": torch.cuda.max_memory_allocated(), "mem_reserved": torch.cuda.max_memory_reserved(),
-               "gpu_used_process": total - free,  # whole device: CUDA context + allocator pool (+ others)
-               "gpu_total": total,
-               "gpu": f"{torch.cuda.get_device_name(device)} ({total / 2**30:.1f} GiB)"}
-    else:
-        mem = {"mem_peak": _peak_rss_bytes()}
-    # Again over batches drawn beforehand: what the batch draw (index copy, gather, normalise) adds.
-    ready = [next(draw) for _ in range(spec["steps"])]
-    predrawn_seconds = _timed(method, iter(ready), cuda)[0]
-
-    out = {
-        "seconds": seconds,
-        "warmup_s": warmup_seconds,
-        "median_step_ms": None if cuda else 1000 * statistics.median(np.diff([0.0, *ends])),
-        "predrawn_step_ms": 1000 * predrawn_seconds / spec["steps"],
-        "labeled_per_step": n_l // spec["steps"],
-        "unlabeled_per_step": n_u // spec["steps"],
-        "flops_step": flops,
-        "data_bytes": batches.images.nbytes + batches.masks.nbytes,
-        "amp_bf16": method.use_amp or torch.is_autocast_enabled(device.type),
-        "cpu_kernels": "onednn" if torch.backends.mkldnn.enabled else "native",
-        "channels_last": method.memory_format == torch.channels_last,
-        "compile": cfg.compile,
-        "threads": torch.get_num_threads(),
-        "ngf": cfg.ngf,
-        "n_blocks": cfg.n_blocks,
-        "num_classes": data.info.num_classes,
-        "in_channels": data.info.in_channels,
-        **mem,
-        "mem_step": max(0, mem["mem_peak"] - mem_before),
-    }
-    return out
-
-
-def _worker(payload: str) -> None:
-    from cycleseg.model.device import resolve_device
-    from cycleseg.model.resolve import resolve_config
-
-    job = json.loads(payload)
-    spec = job["spec"]
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    torch.backends.mkldnn.enabled = spec.get("cpu_kernels", "onednn") == "onednn"
-    device = resolve_device(resolve_config(*job["layers"]).device)
-    # --autocast-bf16: the whole measurement (FLOP count, warm-up, timed steps) under bf16 autocast, on CPU too
-    bf16 = spec.get("autocast_bf16")
-    with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-        print(json.dumps(bench_config(job["layers"], spec)), flush=True)
-
-
-# ------------------------------------------------------------------------------------------------
 # The driver
 # ------------------------------------------------------------------------------------------------
 
@@ -375,7 +225,7 @@ def run_cell(layers: list[dict[str, Any]], spec: dict[str, Any], copies: int,
     with tempfile.TemporaryDirectory(prefix="cycleseg-bench-") as barrier:
         spec = {**spec, "copies": copies, "barrier": barrier if copies > 1 else None}
         payload = json.dumps({"layers": layers, "spec": spec})
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", payload]
+        cmd = [sys.executable, str(WORKER), payload]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                  for _ in range(copies)]
         results = []
@@ -548,17 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                     help="also time the step of another checkout (e.g. a git worktree of main), alternating with this")
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration and code; the median is reported")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
-        _worker(args.worker)
-        return 0
     cmd = "benchmarks/bench.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = dt.datetime.now().astimezone()
     threads = args.threads or torch.get_num_threads()
     if args.ray_overhead:  # the Ray part alone: the step table is its own run
         if args.ray_trials < 1 or args.ray_concurrent < 1:
             ap.error("--ray-trials and --ray-concurrent must be >= 1")
+        if args.cpu_kernels != "onednn" or args.autocast_bf16:
+            ap.error("--cpu-kernels and --autocast-bf16 change the step table's measurement, not --ray-overhead's")
         table = ray_overhead(args)
         print(f"Command: `.venv/bin/python {cmd.strip()}`\nDate: {started:%Y-%m-%d %H:%M %Z}\n"
               f"Machine: {machine_description(args.threads or 1, None)}\n\n{table}")
@@ -631,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     out = io.StringIO()
     amp = sorted({"bf16 autocast" if r["amp_bf16"] else "fp32" for r in results if "amp_bf16" in r})
     layout = sorted({f"channels_last={r['channels_last']}" for r in results if "channels_last" in r})
-    native = any(r.get("cpu_kernels") == "native" for r in results)
+    native = any(r.get("cpu_kernels") == "native" for r in results if r.get("device") == "cpu")
     print(f"Command: `.venv/bin/python {cmd.strip()}`", file=out)
     print(f"Date: {started:%Y-%m-%d %H:%M %Z}", file=out)
     gpu = next((r["gpu"] for r in results if r.get("gpu")), None)

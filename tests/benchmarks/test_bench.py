@@ -4,10 +4,24 @@ step with the kernels and precision it was asked for."""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from benchmarks.bench import H100_BF16_DENSE_TFLOPS, derive, format_table, main, parse_size
+from benchmarks.bench import (
+    H100_BF16_DENSE_TFLOPS,
+    WORKER,
+    code_env,
+    config_layers,
+    derive,
+    format_table,
+    main,
+    parse_size,
+)
 from benchmarks.ray_overhead import split_trial_time
 
 
@@ -50,10 +64,43 @@ def test_split_trial_time_parts_add_up_to_the_wall_time():
                      "overhead": 25.0}
 
 
-def test_a_worker_steps_with_the_kernels_and_precision_asked_for(tmp_path, capsys):
-    """The header is built from what the worker process reports (autocast on, oneDNN off), not from the flags."""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_measuring_process_imports_only_the_baselines_model(tmp_path):
+    """``--baseline`` times another checkout's code: the measuring process must take ``cycleseg.model`` from it and
+    import nothing else of cycleseg, or an older checkout would run with today's other modules (``cycleseg`` is a
+    namespace package, so a module the checkout lacks would silently come from this install)."""
+    before = tmp_path / "before"
+    shutil.copytree(ROOT / "model", before / "model", ignore=shutil.ignore_patterns("__pycache__"))
+    layers = config_layers(argparse.Namespace(size=(16, 16), cache_dir=str(tmp_path / "cache"), set=[]),
+                           "tiny", "partial", "cpu")
+    payload = json.dumps({"layers": layers, "spec": {"steps": 1, "warmup": 1, "threads": 1}})
+    probe = ("import json, runpy, sys; sys.argv = ['step_worker.py', sys.argv[1]]; "
+             f"runpy.run_path({str(WORKER)!r}, run_name='__main__'); import cycleseg.model as m; "
+             "print(json.dumps({'model': m.__path__[0], 'cycleseg': sorted(k for k in sys.modules "
+             "if k.startswith('cycleseg'))}))")
+    run = subprocess.run([sys.executable, "-c", probe, payload], capture_output=True, text=True,
+                         env=code_env(before, tmp_path / "shim"), check=True)
+    *_, result, seen = run.stdout.strip().splitlines()
+    assert json.loads(result)["flops_step"] > 0  # it measured a step
+    seen = json.loads(seen)
+    assert Path(seen["model"]).resolve() == (before / "model").resolve()
+    assert [k for k in seen["cycleseg"] if k != "cycleseg" and not k.startswith("cycleseg.model")] == []
+
+
+def test_a_worker_times_an_older_checkout_with_the_kernels_and_precision_asked_for(tmp_path, capsys):
+    """Both codes' rows and the before/after table come back; the header says what the workers ran (G_IS's output
+    dtype, oneDNN's state), not what the flags asked."""
+    before = tmp_path / "before"
+    before.mkdir()
+    (before / "model").symlink_to(ROOT / "model", target_is_directory=True)
     assert main(["--device", "cpu", "--presets", "tiny", "--methods", "partial", "--size", "16x16", "--steps", "1",
-                 "--threads", "1", "--cache-dir", str(tmp_path), "--cpu-kernels", "native", "--autocast-bf16"]) == 0
+                 "--threads", "1", "--markdown", "--cache-dir", str(tmp_path / "cache"), "--baseline", str(before),
+                 "--cpu-kernels", "native", "--autocast-bf16"]) == 0
     out = capsys.readouterr().out
+    assert "error" not in out
+    assert "| before | tiny | partial |" in out and "| after | tiny | partial |" in out
+    assert "| tiny | partial |" in out.split("Before = ")[1]  # the before/after table has the row
     assert "bf16 autocast" in out and "fp32" not in out
     assert "native CPU convolutions (oneDNN off)" in out
