@@ -1,7 +1,7 @@
 """One benchmark configuration in its own process: ``python benchmarks/step_worker.py PAYLOAD`` (``bench.py`` starts
-it). It imports nothing of cycleseg but ``cycleseg.model``'s long-standing names (config resolution, the dataset,
-``METHODS``, ``EpochBatches``, ``count_step_flops``), so ``bench.py --baseline`` can time checkouts from before
-the sweep package was laid out again."""
+it). It imports nothing of cycleseg outside ``cycleseg.model`` (config resolution, the device, the dataset,
+``METHODS``, ``EpochBatches``, ``count_step_flops``), so ``bench.py --baseline`` times another checkout's own code,
+including checkouts from before the sweep package was laid out again."""
 
 from __future__ import annotations
 
