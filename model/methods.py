@@ -489,6 +489,7 @@ class CycleGAN(Method):
         # gradient, so they keep their own passes)
         cycle_u = lam3 > 0 or lam4 > 0
         logits, *rest = self._fwd_each("G_IS", x, *([x_u] if cycle_u else []))
+        logits_u = rest[0] if cycle_u else None
         terms["S_gen"] = losses.cross_entropy(logits, y)  # Eq. 1
         y_onehot = self._fmt(one_hot(y, self.info.num_classes)) if lam1 or lam2 or lam4 or lam5 else None
         if lam1 > 0 or lam2 > 0 or lam5 > 0:
@@ -502,11 +503,11 @@ class CycleGAN(Method):
                 saved["x_fake"], saved["x_u"] = x_fake.detach(), x_u
         if cycle_u:
             # softmax probabilities into G_SI, not a detached argmax: the cycle's gradient reaches G_IS
-            s_u = torch.softmax(rest[0], dim=1)
+            s_u = torch.softmax(logits_u, dim=1)
             if lam3 > 0:
                 terms["I_cycle"] = losses.l1(self._fwd("G_SI", s_u), x_u)  # Eq. 6
             if lam4 > 0:
-                seen = self.d_s_view(rest[0], s_u)
+                seen = self.d_s_view(logits_u, s_u)
                 terms["S_adv_G"] = losses.lsgan_real(self.judge("D_S", seen))  # Eq. 4, G side
                 saved["s_u"], saved["y_valid"] = seen.detach(), y != IGNORE
                 saved["y_onehot"] = self.real_mask_view(y_onehot, y, logits)
@@ -593,10 +594,11 @@ class Hung(Method):
             raise ValueError("hung needs batch.x_u (unlabeled images) when its unlabeled terms are on")
         # G_IS on the labeled and unlabeled batch in one pass (it has no batch statistics)
         logits_l, *rest = self._fwd_each("G_IS", self._image(batch.x), *([self._image(batch.x_u)] if unlabeled else []))
+        logits_u = rest[0] if unlabeled else None
         terms["S_gen"] = losses.cross_entropy(logits_l, y)
         total_parts.append(terms["S_gen"])
         p_l = torch.softmax(logits_l, dim=1)
-        p_u = torch.softmax(rest[0], dim=1) if unlabeled else None
+        p_u = torch.softmax(logits_u, dim=1) if unlabeled else None
         # D's scores of p_l and p_u with their gradient: one pass over both when both terms need one
         semi_adv = unlabeled and cfg.hung_lambda_semi_adv > 0
         judged = ([p_l] if cfg.hung_lambda_adv > 0 else []) + ([p_u] if semi_adv else [])
@@ -615,7 +617,7 @@ class Hung(Method):
                 with torch.no_grad():  # only the confidence map is needed
                     d_u = self._fwd("D", p_u)
             if semi:
-                terms["semi_G"] = losses.cross_entropy(rest[0], hung_pseudo_labels(rest[0], d_u, cfg.hung_t_semi))
+                terms["semi_G"] = losses.cross_entropy(logits_u, hung_pseudo_labels(logits_u, d_u, cfg.hung_t_semi))
                 total_parts.append(cfg.hung_lambda_semi * terms["semi_G"])
             saved["p_u"] = p_u.detach()
 

@@ -203,8 +203,7 @@ class ConsoleCallback(tune.Callback):
         mean = {m: sum(v) / len(v) for m, v in self.epoch_seconds.items()}
         default = sum(overall) / len(overall)
         left = sum((epochs - epoch) * mean.get(method, default) for epoch, epochs, method in self.progress.values())
-        known = {t.trial_id for t in trials}
-        queued = [trial_spec(t).cfg for t in trials if t.status == "PENDING" and t.trial_id in known]
+        queued = [trial_spec(t).cfg for t in trials if t.status == "PENDING"]
         per_pending = [c.epochs * mean.get(c.method, default) for c in queued]
         unseen = max(0, pending - len(per_pending))  # not created yet (a searcher suggests as it goes)
         typical = (sum(per_pending) / len(per_pending) if per_pending

@@ -51,7 +51,7 @@ from ...model.resolve import parse_set, resolve_config
 from .. import storage as store
 from ..planning.dry_run import varying_fields
 from ..planning.plan import PLAN_FILE, Plan, read_plan
-from ..planning.spec import cell_key
+from ..planning.spec import cell_key, configuration_key
 from ..report.derive import BASELINE, METHOD_PARAMS, OPTIM_FIELDS, cell_variant, slug
 from ..results import parquet as res
 from ..results.export import CONDITIONS, Winner, cell_winners
@@ -186,10 +186,6 @@ def _budget(overrides: dict[str, Any]) -> tuple[Any, ...]:
     return cache_key(cfg), cfg.labeled_fraction, cfg.batch_size, cfg.epochs
 
 
-def _key(overrides: dict[str, Any]) -> str:
-    return resolve_config(overrides).hash(exclude=("seed",))
-
-
 def pair_winners(trials: pd.DataFrame, plan: Plan | None, *, with_default: bool = False) -> list[Pairing]:
     """Each cell's winner (chosen on val as best-config does) with its baseline and, optionally, its default."""
     pool = candidates(trials)
@@ -209,7 +205,7 @@ def pair_winners(trials: pd.DataFrame, plan: Plan | None, *, with_default: bool 
         semi_only = set(METHOD_PARAMS.get(cfg["method"], ()))  # partial reads none of them: at their defaults
         kept = {k: cfg[k] for k in chosen if k not in semi_only | set(OPTIM_FIELDS)}  # data, networks, budget
         winner = {**cell, **{k: cfg[k] for k in chosen}}
-        if _key(winner) != resolve_config(cfg).hash(exclude=("seed",)):
+        if configuration_key(winner) != configuration_key(cfg):
             raise UserError(f"the winner of cell {w.cell} cannot be rebuilt from its sweep's plan ({PLAN_FILE} and "
                             "trials/ disagree); export it with best-config and run it as a sweep's base: instead")
         tag = _unique(slug(w.cell) if len(winners) > 1 else slug(cfg["dataset"], cfg["labeled_fraction"]), names)
@@ -217,12 +213,12 @@ def pair_winners(trials: pd.DataFrame, plan: Plan | None, *, with_default: bool 
         baseline = {**{k: v for k, v in cell.items() if k not in semi_only}, **kept, "method": BASELINE}
         if _budget(baseline) != _budget(winner):  # equal budgets, by construction
             raise UserError(f"cell {w.cell}: its baseline would not run the winner's optimizer steps; report this")
-        base_name = baselines.setdefault(_key(baseline), cell_variant(BASELINE, tag))
+        base_name = baselines.setdefault(configuration_key(baseline), cell_variant(BASELINE, tag))
         if base_name == cell_variant(BASELINE, tag):
             arms[base_name] = baseline
         default_name = None
         default = {**cell, **kept}
-        if with_default and _key(default) != _key(winner):
+        if with_default and configuration_key(default) != configuration_key(winner):
             default_name = cell_variant(DEFAULT, tag)
             arms[default_name] = default
         out.append(Pairing(w, {k: cfg[k] for k in chosen}, arms, base_name, default_name, kept))

@@ -45,8 +45,8 @@ def _prepare_data(configs: list[TrialConfig]) -> dict[str, Any]:
 
 
 def execute(plan: Plan, name: str, root: str, sweep_dir: str, configs: list[TrialConfig], *, resume: bool,
-         address: str | None, log: RayLog | None, mlflow: str | None, workers_per_trial: int,
-         gpus_per_worker: float | None, cpus_per_worker: float, max_concurrent: int | None) -> int | None:
+            address: str | None, log: RayLog | None, mlflow: str | None, workers_per_trial: int,
+            gpus_per_worker: float | None, cpus_per_worker: float, max_concurrent: int | None) -> int | None:
     """Start or join Ray, run the Tuner, print the summary; returns how many trials failed, None when the
     Tuner stopped before every trial ended (Ctrl-C)."""
     started = start_ray(address)
@@ -103,13 +103,12 @@ def _new_tuner(plan: Plan, trainable: Any, name: str, root: str, sweep_dir: str,
         max_t = early.max_t or max(c["epochs"] for c in plan.rows())
         scheduler = CellASHA(early, max_t)
     shown = [k for k in varying_fields(plan.rows()) if k != "seed"]
-    if search is not None:
-        shown += list(search.params)
     if search is None:
         search_alg, param_space, num_samples = None, {PARAM: tune.grid_search(plan.trials)}, 1
     else:
-        search_alg, param_space, num_samples = CellSearcher(plan.cells, search, plan.seeds,
-                                                                 sweep_dir), {}, plan.num_trials
+        shown += list(search.params)
+        search_alg, param_space = CellSearcher(plan.cells, search, plan.seeds, sweep_dir), {}
+        num_samples = plan.num_trials
     ends = TrialEnds(name, sweep_dir, r.gpus)
     return tune.Tuner(
         trainable,

@@ -74,15 +74,15 @@ class CellASHA(FIFOScheduler):
         if spec.seed in seeds:  # a later epoch of a seed already recorded at this rung: nothing new
             return self.decided[conf, rung_at]
         seeds[spec.seed] = self.sign * float(value)  # the value when the seed first reached the rung
+        mean = float(np.mean(list(seeds.values())))
         if (conf, rung_at) not in self.decided:
             others = [v for c, v in rung.items() if c != conf]
             cutoff = np.percentile(others, (1 - 1 / self.rf) * 100) if others else None
-            mean = float(np.mean(list(seeds.values())))
             stop = cutoff is not None and mean < cutoff
             self.decided[conf, rung_at] = TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
             if stop:
                 self.stopped.add(conf)
-        rung[conf] = float(np.mean(list(seeds.values())))
+        rung[conf] = mean
         return self.decided[conf, rung_at]
 
     def debug_string(self) -> str:

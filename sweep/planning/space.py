@@ -38,7 +38,7 @@ from ...model.records import TEST_PREFIX, choice_metrics
 from ...model.registry import suggest
 from ...model.resolve import load_config_file, read_yaml_mapping, resolve_config
 from ...search_spaces import shipped_spaces
-from .spec import TrialSpec
+from .spec import TrialSpec, configuration_key
 
 SHIPPED_PACKAGE = "cycleseg.search_spaces"
 DEFAULT_SPACE = "demo"
@@ -283,7 +283,7 @@ class SearchSpace:
                     points = [{p: v} for p, spec in self.search.params.items() for v in spec.bounds()]
                     for point in points + list(self.search.points_to_evaluate):
                         self._resolve({**layer, **point}, name, point)
-                key = cfg.hash(exclude=("seed",))
+                key = configuration_key(cfg)
                 if key not in seen:
                     seen.add(key)
                     out.append(Cell(layer, name))

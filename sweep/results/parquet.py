@@ -29,6 +29,7 @@ from ...model.data import dataset_info
 from ...model.errors import UserError
 from ...model.records import effective_column, epoch_schema, epoch_table, selected_epoch
 from .. import storage
+from ..planning.spec import configuration_key
 
 TRIALS_DIR = "trials"
 EPOCHS_DIR = "epochs"
@@ -134,7 +135,7 @@ def trial_row(
         "sweep": sweep,
         "trial_id": trial_id,
         "config_hash": cfg.hash(),
-        "group_hash": cfg.hash(exclude=("seed",)),
+        "group_hash": configuration_key(cfg),
         "variant": variant,
         "status": trial_status(cfg, history, error),
         **cfg.to_dict(),
